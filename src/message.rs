@@ -1,0 +1,483 @@
+//! Requests and replies as the plugin chain sees them, and their wire format.
+//!
+//! A query is parsed once, at the edge, into a [`Request`]; a plugin answers with a [`Reply`], an
+//! owned message that later plugins may change before the server encodes it. Encoding truncates to
+//! the client's size and writes our own OPT record, so EDNS is handled in one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
+use domain::base::message::Message;
+use domain::base::message_builder::{MessageBuilder, StaticCompressor};
+use domain::base::name::{FlattenInto, Name, ParsedName, ToName};
+use domain::base::rdata::UnknownRecordData;
+use domain::base::question::Question;
+use domain::base::record::Record;
+use domain::base::Header;
+use domain::rdata::ZoneRecordData;
+
+/// A resource record with an owned name and data, as plugins build and keep them.
+pub type Rr = Record<Name<Bytes>, ZoneRecordData<Bytes, Name<Bytes>>>;
+
+/// The UDP payload size we advertise in our OPT record (DNS flag day 2020).
+pub const ADVERTISED_UDP_SIZE: u16 = 1232;
+
+/// EDNS option codes the core knows by number.
+pub mod opt_code {
+    pub const NSID: u16 = 3;
+    pub const COOKIE: u16 = 10;
+}
+
+/// The transport a query came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+/// One EDNS option, undecoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdnsOption {
+    pub code: u16,
+    pub data: Bytes,
+}
+
+/// The EDNS part of a query (RFC 6891), or of a reply we are about to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edns {
+    pub udp_size: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+    pub options: Vec<EdnsOption>,
+}
+
+impl Edns {
+    pub fn option(&self, code: u16) -> Option<&EdnsOption> {
+        self.options.iter().find(|o| o.code == code)
+    }
+}
+
+/// A parsed query with its context. Plugins may change it before passing it on.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The query's header as received (ID, flags, opcode).
+    pub header: Header,
+    /// The question name, with the client's case.
+    pub qname: Name<Bytes>,
+    pub qtype: Rtype,
+    pub qclass: Class,
+    pub edns: Option<Edns>,
+    pub client: SocketAddr,
+    pub proto: Proto,
+    /// The zone of the server block this query was routed to.
+    pub zone: Name<Bytes>,
+    /// The server block's address as CoreDNS writes it, e.g. `dns://:53`.
+    pub server: Arc<str>,
+    /// The query as received.
+    pub wire: Bytes,
+    pub received: Instant,
+}
+
+impl Request {
+    /// The largest reply the client accepts over this transport.
+    pub fn max_reply_size(&self) -> usize {
+        match self.proto {
+            Proto::Tcp => 65535,
+            // RFC 6891 §6.2.5: values below 512 are treated as 512.
+            Proto::Udp => self.edns.as_ref().map_or(512, |e| e.udp_size.max(512) as usize),
+        }
+    }
+
+    pub fn dnssec_ok(&self) -> bool {
+        self.edns.as_ref().is_some_and(|e| e.dnssec_ok)
+    }
+
+    /// The question name in lower case with a trailing dot, as CoreDNS's `{name}` prints it.
+    pub fn name_lower(&self) -> String {
+        let mut s = self.qname.fmt_with_dot().to_string();
+        s.make_ascii_lowercase();
+        s
+    }
+
+    /// A query for `qname`/`qtype` as a client on 127.0.0.1 would send it over UDP: for tests and
+    /// for plugins that build a request of their own (loop detection, health probes).
+    pub fn new_query(qname: Name<Bytes>, qtype: Rtype, qclass: Class) -> Request {
+        let mut header = Header::new();
+        header.set_rd(true);
+        Request {
+            header,
+            qname,
+            qtype,
+            qclass,
+            edns: None,
+            client: SocketAddr::from(([127, 0, 0, 1], 53000)),
+            proto: Proto::Udp,
+            zone: Name::root_bytes(),
+            server: Arc::from("dns://:53"),
+            wire: Bytes::new(),
+            received: Instant::now(),
+        }
+    }
+}
+
+/// A reply under construction. `Reply::for_request` starts one with the client's ID, flags and
+/// question; plugins fill in sections and the rcode.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub header: Header,
+    pub rcode: OptRcode,
+    pub question: Option<Question<Name<Bytes>>>,
+    pub answer: Vec<Rr>,
+    pub authority: Vec<Rr>,
+    pub additional: Vec<Rr>,
+    /// The OPT record to send. The server fills it from the request when a plugin leaves it
+    /// `None` and the query had EDNS; plugins add options (NSID, cookies) here.
+    pub edns: Option<Edns>,
+}
+
+impl Reply {
+    /// An empty NOERROR reply to `req`: its ID, opcode, RD and CD bits and question.
+    pub fn for_request(req: &Request) -> Reply {
+        let mut header = Header::new();
+        header.set_id(req.header.id());
+        header.set_qr(true);
+        header.set_opcode(req.header.opcode());
+        header.set_rd(req.header.rd());
+        header.set_cd(req.header.cd());
+        Reply {
+            header,
+            rcode: OptRcode::NOERROR,
+            question: Some(Question::new(req.qname.clone(), req.qtype, req.qclass)),
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            edns: None,
+        }
+    }
+
+    /// A reply to `req` with only an rcode.
+    pub fn error(req: &Request, rcode: Rcode) -> Reply {
+        let mut r = Reply::for_request(req);
+        r.rcode = rcode.into();
+        r
+    }
+
+    /// Parses a whole message (from an upstream or a test) into an owned reply.
+    pub fn from_wire(wire: &[u8]) -> Result<Reply, WireError> {
+        let msg = Message::from_octets(Bytes::copy_from_slice(wire)).map_err(|_| WireError("short message"))?;
+        let header = msg.header();
+        let mut question = None;
+        let mut sections = msg.question();
+        for q in &mut sections {
+            let q = q.map_err(|_| WireError("bad question"))?;
+            let name: Name<Bytes> = q.qname().to_name();
+            question = Some(Question::new(name, q.qtype(), q.qclass()));
+        }
+        let mut section = sections.answer().map_err(|_| WireError("bad question section"))?;
+        let mut out: [Vec<Rr>; 3] = Default::default();
+        let mut edns = None;
+        let mut ext_rcode = 0u8;
+        for (i, part) in out.iter_mut().enumerate() {
+            for rec in &mut section {
+                let rec = rec.map_err(|_| WireError("bad record"))?;
+                if rec.rtype() == Rtype::OPT {
+                    if let Ok(Some(r)) = rec.to_record::<UnknownRecordData<Bytes>>() {
+                        let ttl = r.ttl().as_secs();
+                        ext_rcode = (ttl >> 24) as u8;
+                        edns = Some(Edns {
+                            udp_size: r.class().to_int(),
+                            version: (ttl >> 16) as u8,
+                            dnssec_ok: ttl & 0x8000 != 0,
+                            options: parse_options(r.data().data()).unwrap_or_default(),
+                        });
+                    }
+                    continue;
+                }
+                let rec = rec
+                    .to_record::<ZoneRecordData<Bytes, ParsedName<Bytes>>>()
+                    .map_err(|_| WireError("bad record data"))?
+                    .ok_or(WireError("unsupported record type"))?;
+                part.push(rec.flatten_into());
+            }
+            if i < 2 {
+                section = match section.next_section() {
+                    Ok(Some(s)) => s,
+                    _ => return Err(WireError("bad section")),
+                };
+            }
+        }
+        let [answer, authority, additional] = out;
+        let rcode = OptRcode::from_parts(header.rcode(), ext_rcode);
+        Ok(Reply { header, rcode, question, answer, authority, additional, edns })
+    }
+
+    /// True when every section is empty.
+    pub fn is_empty(&self) -> bool {
+        self.answer.is_empty() && self.authority.is_empty() && self.additional.is_empty()
+    }
+
+    /// Encodes the reply to at most `limit` bytes (never less than 512).
+    ///
+    /// If the answer or authority section does not fit, every record is dropped and TC is set, as
+    /// Knot DNS and NSD do: a resolver then asks again over TCP and never caches a partial RRset.
+    /// Additional records that do not fit are left out without TC (RFC 2181 §9).
+    pub fn to_wire(&self, limit: usize) -> Vec<u8> {
+        let limit = limit.max(512);
+        let opt = self.edns.as_ref().map(|e| encode_opt(e, self.rcode));
+        let opt_len = opt.as_ref().map_or(0, Vec::len);
+        let mut header = self.header;
+        header.set_qr(true);
+        header.set_rcode(self.rcode.rcode());
+        let (mut out, tc) = match self.encode(header, limit - opt_len) {
+            Some(out) => (out, false),
+            None => {
+                let mut h = header;
+                h.set_tc(true);
+                let q = Reply { answer: Vec::new(), authority: Vec::new(), additional: Vec::new(), ..self.clone() };
+                (q.encode(h, limit - opt_len).unwrap_or_else(|| header_only(h)), true)
+            }
+        };
+        debug_assert!(!tc || Header::for_message_slice(&out).tc());
+        if let Some(opt) = opt {
+            out.extend_from_slice(&opt);
+            let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
+            out[10..12].copy_from_slice(&ar.to_be_bytes());
+        }
+        out
+    }
+
+    /// Encodes with a push limit; `None` when the answer or authority section does not fit.
+    fn encode(&self, header: Header, limit: usize) -> Option<Vec<u8>> {
+        let mut b = MessageBuilder::from_target(StaticCompressor::new(Vec::with_capacity(512)))
+            .expect("an empty Vec takes a header");
+        b.set_push_limit(limit);
+        *b.header_mut() = header;
+        let mut q = b.question();
+        if let Some(question) = &self.question {
+            q.push(question).ok()?;
+        }
+        let mut a = q.answer();
+        for r in &self.answer {
+            a.push(r).ok()?;
+        }
+        let mut ns = a.authority();
+        for r in &self.authority {
+            ns.push(r).ok()?;
+        }
+        let mut ad = ns.additional();
+        for r in &self.additional {
+            if ad.push(r).is_err() {
+                break;
+            }
+        }
+        Some(ad.finish().into_target())
+    }
+}
+
+fn header_only(h: Header) -> Vec<u8> {
+    let mut out = vec![0u8; 12];
+    out[..4].copy_from_slice(h.as_slice());
+    out
+}
+
+/// A message that could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError(pub &'static str);
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// Our OPT record: root owner, type 41, class = UDP size, TTL = extended rcode, version 0, DO.
+fn encode_opt(e: &Edns, rcode: OptRcode) -> Vec<u8> {
+    let rdlen: usize = e.options.iter().map(|o| 4 + o.data.len()).sum();
+    let mut v = Vec::with_capacity(11 + rdlen);
+    v.push(0);
+    v.extend_from_slice(&41u16.to_be_bytes());
+    v.extend_from_slice(&e.udp_size.to_be_bytes());
+    v.push(rcode.ext());
+    v.push(e.version);
+    v.extend_from_slice(&(if e.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    v.extend_from_slice(&(rdlen as u16).to_be_bytes());
+    for o in &e.options {
+        v.extend_from_slice(&o.code.to_be_bytes());
+        v.extend_from_slice(&(o.data.len() as u16).to_be_bytes());
+        v.extend_from_slice(&o.data);
+    }
+    v
+}
+
+/// Splits OPT RDATA into options; `None` if an option runs past the end (a FORMERR).
+pub fn parse_options(mut data: &[u8]) -> Option<Vec<EdnsOption>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        if data.len() < 4 {
+            return None;
+        }
+        let code = u16::from_be_bytes([data[0], data[1]]);
+        let len = u16::from_be_bytes([data[2], data[3]]) as usize;
+        if data.len() < 4 + len {
+            return None;
+        }
+        out.push(EdnsOption { code, data: Bytes::copy_from_slice(&data[4..4 + len]) });
+        data = &data[4 + len..];
+    }
+    Some(out)
+}
+
+/// Why a packet did not become a [`Request`].
+#[derive(Debug)]
+pub enum Rejected {
+    /// No reply at all: too short for a header, or a response (QR=1).
+    Drop,
+    /// Answer at once with this message (FORMERR, NOTIMP, BADVERS).
+    Reply(Vec<u8>),
+}
+
+/// Parses and checks one query. Everything a plugin can rely on is checked here.
+pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Request, Rejected> {
+    // An IPv4 client on the dual-stack IPv6 socket shows up as ::ffff:a.b.c.d; it is IPv4.
+    let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+    if wire.len() < 12 {
+        return Err(Rejected::Drop);
+    }
+    let header = *Header::for_message_slice(&wire);
+    // RFC 1035 §4.1.1: QR=1 is a response; answering it could start a loop between two servers.
+    if header.qr() {
+        return Err(Rejected::Drop);
+    }
+    let msg = Message::from_octets(wire.clone()).map_err(|_| Rejected::Drop)?;
+    let counts = msg.header_counts();
+    let err = |rcode: Rcode, q: Option<&Question<Name<Bytes>>>| {
+        let mut h = Header::new();
+        h.set_id(header.id());
+        h.set_qr(true);
+        h.set_opcode(header.opcode());
+        h.set_rd(header.rd());
+        let r = Reply {
+            header: h,
+            rcode: rcode.into(),
+            question: q.cloned(),
+            answer: vec![],
+            authority: vec![],
+            additional: vec![],
+            edns: None,
+        };
+        Rejected::Reply(r.to_wire(512))
+    };
+    // Parse the question first so error replies can echo it.
+    let mut qs = msg.question();
+    let question = match qs.next() {
+        Some(Ok(q)) => Some(Question::new(q.qname().to_name::<Bytes>(), q.qtype(), q.qclass())),
+        Some(Err(_)) => return Err(err(Rcode::FORMERR, None)),
+        None => None,
+    };
+    if header.opcode() != Opcode::QUERY {
+        // RFC 1035 §4.1.1: opcodes we do not implement get NOTIMP.
+        return Err(err(Rcode::NOTIMP, question.as_ref()));
+    }
+    // RFC 9619: exactly one question.
+    let Some(question) = question.filter(|_| counts.qdcount() == 1) else {
+        return Err(err(Rcode::FORMERR, None));
+    };
+    // Every record must parse; OPT may only appear once, in the additional section, at the root.
+    let mut edns = None;
+    let mut section = match qs.answer() {
+        Ok(s) => s,
+        Err(_) => return Err(err(Rcode::FORMERR, Some(&question))),
+    };
+    for i in 0..3 {
+        for rec in &mut section {
+            let Ok(rec) = rec else { return Err(err(Rcode::FORMERR, Some(&question))) };
+            if rec.rtype() != Rtype::OPT {
+                continue;
+            }
+            let ok_place = i == 2 && edns.is_none() && rec.owner().is_root();
+            let options = rec.to_record::<UnknownRecordData<Bytes>>().ok().flatten().and_then(|r| parse_options(r.data().data()));
+            match (ok_place, options) {
+                (true, Some(options)) => {
+                    let ttl = rec.ttl().as_secs();
+                    edns = Some(Edns {
+                        udp_size: rec.class().to_int(),
+                        version: (ttl >> 16) as u8,
+                        dnssec_ok: ttl & 0x8000 != 0,
+                        options,
+                    });
+                }
+                _ => return Err(err(Rcode::FORMERR, Some(&question))),
+            }
+        }
+        if i < 2 {
+            section = match section.next_section() {
+                Ok(Some(s)) => s,
+                _ => return Err(err(Rcode::FORMERR, Some(&question))),
+            };
+        }
+    }
+    if let Some(e) = &edns {
+        if e.version > 0 {
+            // RFC 6891 §6.1.3: a version we do not implement gets BADVERS, with our version 0.
+            let mut h = Header::new();
+            h.set_id(header.id());
+            h.set_qr(true);
+            h.set_rd(header.rd());
+            let r = Reply {
+                header: h,
+                rcode: OptRcode::BADVERS,
+                question: Some(question),
+                answer: vec![],
+                authority: vec![],
+                additional: vec![],
+                edns: Some(Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: e.dnssec_ok, options: vec![] }),
+            };
+            return Err(Rejected::Reply(r.to_wire(512)));
+        }
+    }
+    Ok(Request {
+        header,
+        qname: question.qname().clone(),
+        qtype: question.qtype(),
+        qclass: question.qclass(),
+        edns,
+        client,
+        proto,
+        zone: Name::root_bytes(),
+        server: Arc::from(""),
+        wire,
+        received: Instant::now(),
+    })
+}
+
+/// Fills in what every reply gets at the edge: QR, the client's ID, and the OPT record
+/// (RFC 6891 §7: a reply carries OPT only if the query did; DO is echoed, unknown flags cleared).
+pub fn finish_reply(req: &Request, reply: &mut Reply) {
+    reply.header.set_id(req.header.id());
+    reply.header.set_qr(true);
+    match (&req.edns, &mut reply.edns) {
+        (None, e) => *e = None,
+        (Some(q), Some(e)) => {
+            e.udp_size = ADVERTISED_UDP_SIZE;
+            e.version = 0;
+            e.dnssec_ok = q.dnssec_ok;
+        }
+        (Some(q), e @ None) => {
+            *e = Some(Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: q.dnssec_ok, options: vec![] })
+        }
+    }
+}

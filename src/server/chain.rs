@@ -1,0 +1,111 @@
+//! Routing a query to its server block and running that block's chain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use domain::base::iana::Rcode;
+use domain::base::name::Name;
+use futures_util::FutureExt;
+
+use crate::message::{finish_reply, parse_query, Proto, Rejected, Reply, Request};
+use crate::plugin::{Next, Plugin};
+
+/// One server block's chain, as served for one zone.
+pub struct Chain {
+    pub zone: Name<Bytes>,
+    /// The listener address as CoreDNS labels it, e.g. `dns://:53`.
+    pub server: Arc<str>,
+    pub plugins: Vec<Arc<dyn Plugin>>,
+}
+
+impl Chain {
+    /// Runs the chain. Errors become a reply with their rcode; a panic becomes SERVFAIL and is
+    /// logged, and the server goes on serving.
+    pub async fn serve(&self, req: &mut Request) -> Reply {
+        let result = AssertUnwindSafe(Next::new(&self.plugins).serve(req)).catch_unwind().await;
+        match result {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => Reply::error(req, e.rcode),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                log::error!("recovered from panic in server {:?} for {} {}: {what}", self.server, req.name_lower(), req.qtype);
+                Reply::error(req, Rcode::SERVFAIL)
+            }
+        }
+    }
+}
+
+/// The server blocks of one listener, by zone.
+#[derive(Default)]
+pub struct Router {
+    /// Longest zone first, so the first suffix match is the most specific.
+    entries: Vec<(Name<Bytes>, Arc<Chain>)>,
+}
+
+impl Router {
+    pub fn insert(&mut self, zone: Name<Bytes>, chain: Arc<Chain>) -> Result<(), String> {
+        if self.entries.iter().any(|(z, _)| z == &zone) {
+            return Err(format!("zone {} is defined twice for this address", zone.fmt_with_dot()));
+        }
+        self.entries.push((zone, chain));
+        self.entries.sort_by_key(|(z, _)| std::cmp::Reverse(z.label_count()));
+        Ok(())
+    }
+
+    /// The block for `qname`: the longest zone it is in (`.` matches every name).
+    pub fn route(&self, qname: &Name<Bytes>) -> Option<&Arc<Chain>> {
+        self.entries.iter().find(|(z, _)| qname.ends_with(z)).map(|(_, c)| c)
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &Name<Bytes>> {
+        self.entries.iter().map(|(z, _)| z)
+    }
+
+    pub fn chains(&self) -> impl Iterator<Item = &Arc<Chain>> {
+        self.entries.iter().map(|(_, c)| c)
+    }
+}
+
+/// What to do with one received packet.
+pub enum Outcome {
+    Drop,
+    Reply(Vec<u8>),
+    /// A plugin is waiting (an upstream, a timer): finish this on a task of its own.
+    Pending(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
+}
+
+/// Parses, routes and answers one packet. The chain is polled once here, so a reply that needs
+/// no waiting is sent without spawning a task.
+pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) -> Outcome {
+    let mut req = match parse_query(wire, client, proto) {
+        Ok(r) => r,
+        Err(Rejected::Drop) => return Outcome::Drop,
+        Err(Rejected::Reply(b)) => return Outcome::Reply(b),
+    };
+    let Some(chain) = router.route(&req.qname) else {
+        let mut reply = Reply::error(&req, Rcode::REFUSED);
+        finish_reply(&req, &mut reply);
+        return Outcome::Reply(reply.to_wire(req.max_reply_size()));
+    };
+    req.zone = chain.zone.clone();
+    req.server = chain.server.clone();
+    let chain = chain.clone();
+    let mut fut = Box::pin(async move {
+        let mut reply = chain.serve(&mut req).await;
+        finish_reply(&req, &mut reply);
+        reply.to_wire(req.max_reply_size())
+    });
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(b) => Outcome::Reply(b),
+        Poll::Pending => Outcome::Pending(fut),
+    }
+}

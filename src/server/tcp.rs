@@ -1,0 +1,90 @@
+//! DNS over TCP (RFC 7766): pipelined queries answered in any order, an idle timeout, a cap on
+//! connections and an optional cap on queries per connection.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+use super::chain::{handle, Outcome, Router};
+use super::options::ServerOptions;
+use crate::message::Proto;
+
+pub async fn serve(listener: TcpListener, router: Arc<Router>, opts: ServerOptions, conns: Arc<AtomicUsize>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else { continue };
+        // NOTE: the count is shared by every worker's listener on this address.
+        if conns.fetch_add(1, Ordering::AcqRel) >= opts.tcp_max_connections {
+            conns.fetch_sub(1, Ordering::AcqRel);
+            drop(stream);
+            continue;
+        }
+        let (router, opts, conns) = (router.clone(), opts.clone(), conns.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            connection(stream, peer, &router, &opts).await;
+            conns.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+async fn connection(mut stream: TcpStream, peer: std::net::SocketAddr, router: &Router, opts: &ServerOptions) {
+    let (mut rd, mut wr) = stream.split();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut pending = FuturesUnordered::new();
+    let mut queries = 0usize;
+    let mut reading = true;
+    let mut deadline = Instant::now() + opts.tcp_idle_timeout;
+    loop {
+        // Answer every complete query in the buffer.
+        while reading && buf.len() >= 2 {
+            let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+            if buf.len() < 2 + len {
+                break;
+            }
+            buf.advance(2);
+            let wire = buf.split_to(len).freeze();
+            queries += 1;
+            if opts.tcp_max_queries > 0 && queries >= opts.tcp_max_queries {
+                reading = false;
+            }
+            match handle(wire, peer, Proto::Tcp, router) {
+                Outcome::Drop => {}
+                Outcome::Reply(out) => {
+                    if write_frame(&mut wr, &out).await.is_err() {
+                        return;
+                    }
+                }
+                Outcome::Pending(f) => pending.push(f),
+            }
+        }
+        if !reading && pending.is_empty() {
+            break;
+        }
+        tokio::select! {
+            n = rd.read_buf(&mut buf), if reading => match n {
+                Ok(0) | Err(_) => reading = false,
+                Ok(_) => deadline = Instant::now() + opts.tcp_idle_timeout,
+            },
+            Some(out) = pending.next(), if !pending.is_empty() => {
+                if write_frame(&mut wr, &out).await.is_err() {
+                    return;
+                }
+                deadline = Instant::now() + opts.tcp_idle_timeout;
+            }
+            _ = tokio::time::sleep_until(deadline), if pending.is_empty() => break,
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn write_frame(wr: &mut (impl AsyncWriteExt + Unpin), msg: &[u8]) -> std::io::Result<()> {
+    let mut frame = Vec::with_capacity(2 + msg.len());
+    frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    frame.extend_from_slice(msg);
+    wr.write_all(&frame).await
+}

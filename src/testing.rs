@@ -1,0 +1,352 @@
+//! Test support for plugins and the server: records and cases written in zone-file text, stub
+//! `next` plugins, and the contract every plugin passes.
+//!
+//! ```text
+//! Case { qname: "example.org.", qtype: Rtype::MX,
+//!        answer: &["example.org. 3600 IN MX 10 mx1.example.org."], ..Case::EMPTY }
+//! ```
+//! Sections are compared after sorting; a record written without a TTL matches any TTL.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domain::base::iana::{Class, Rcode, Rtype};
+use domain::base::name::{FlattenInto, Name};
+use domain::zonefile::inplace::{Entry, Zonefile};
+
+use crate::config::directive::Directive;
+use crate::message::{Edns, Proto, Reply, Request, Rr};
+use crate::plugin::{BoxFuture, Next, Plugin, ServeError, ServerOptions, SetupCtx, SetupError};
+use crate::plugins::REGISTRY;
+
+/// Parses one record in zone-file text (absolute names). Without a TTL, the TTL is 0.
+pub fn rr(text: &str) -> Rr {
+    try_rr(text).unwrap_or_else(|e| panic!("bad record {text:?}: {e}"))
+}
+
+pub fn try_rr(text: &str) -> Result<Rr, String> {
+    let mut z = Zonefile::new();
+    z.extend_from_slice(b"$TTL 0\n");
+    z.extend_from_slice(text.as_bytes());
+    z.extend_from_slice(b"\n");
+    z.set_origin(Name::root_bytes());
+    match z.next_entry() {
+        Ok(Some(Entry::Record(r))) => Ok(r.flatten_into()),
+        Ok(_) => Err("not a record".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// True when the record text gives a TTL (`name TTL [class] type ...`).
+fn has_ttl(text: &str) -> bool {
+    text.split_whitespace().nth(1).is_some_and(|t| t.parse::<u32>().is_ok())
+}
+
+fn show(r: &Rr, ttl: bool) -> String {
+    let s = r.to_string();
+    if ttl {
+        return s;
+    }
+    let mut parts = s.splitn(3, ' ');
+    let owner = parts.next().unwrap_or_default();
+    let _ttl = parts.next();
+    format!("{owner} {}", parts.next().unwrap_or_default())
+}
+
+/// One query and the reply expected for it.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub qname: &'static str,
+    pub qtype: Rtype,
+    pub qclass: Class,
+    pub dnssec_ok: bool,
+    pub rcode: Rcode,
+    pub answer: &'static [&'static str],
+    pub authority: &'static [&'static str],
+    pub additional: &'static [&'static str],
+}
+
+impl Case {
+    pub const EMPTY: Case = Case {
+        qname: ".",
+        qtype: Rtype::A,
+        qclass: Class::IN,
+        dnssec_ok: false,
+        rcode: Rcode::NOERROR,
+        answer: &[],
+        authority: &[],
+        additional: &[],
+    };
+
+    pub fn request(&self) -> Request {
+        let mut r = query(self.qname, self.qtype);
+        r.qclass = self.qclass;
+        if self.dnssec_ok {
+            r.edns = Some(Edns { udp_size: 1232, version: 0, dnssec_ok: true, options: vec![] });
+        }
+        r
+    }
+
+    /// Checks `reply` against the case, section by section; the error says what differs.
+    pub fn check(&self, reply: &Reply) -> Result<(), String> {
+        if reply.rcode.rcode() != self.rcode {
+            return Err(format!("{} {}: rcode {} want {}", self.qname, self.qtype, reply.rcode, self.rcode));
+        }
+        for (name, want, got) in [
+            ("answer", self.answer, &reply.answer),
+            ("authority", self.authority, &reply.authority),
+            ("additional", self.additional, &reply.additional),
+        ] {
+            compare_section(name, want, got).map_err(|e| format!("{} {}: {e}", self.qname, self.qtype))?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares a section to records in zone-file text, sorted, TTLs only where the text has one.
+pub fn compare_section(name: &str, want: &[&str], got: &[Rr]) -> Result<(), String> {
+    if want.len() != got.len() {
+        let got: Vec<String> = got.iter().map(|r| r.to_string()).collect();
+        return Err(format!("{name}: {} records, want {}: got {got:#?}", got.len(), want.len()));
+    }
+    let mut w: Vec<(String, bool)> = want.iter().map(|t| (show(&rr(t), has_ttl(t)), has_ttl(t))).collect();
+    w.sort();
+    let mut g: Vec<&Rr> = got.iter().collect();
+    g.sort_by_key(|r| r.to_string());
+    let mut unmatched: Vec<String> = Vec::new();
+    let mut pool: Vec<&Rr> = g.clone();
+    for (text, ttl) in &w {
+        match pool.iter().position(|r| &show(r, *ttl) == text) {
+            Some(i) => {
+                pool.remove(i);
+            }
+            None => unmatched.push(text.clone()),
+        }
+    }
+    if unmatched.is_empty() {
+        Ok(())
+    } else {
+        let got: Vec<String> = g.iter().map(|r| r.to_string()).collect();
+        Err(format!("{name}: missing {unmatched:?}; got {got:?}"))
+    }
+}
+
+/// A query as a client on 127.0.0.1 sends it over UDP.
+pub fn query(qname: &str, qtype: Rtype) -> Request {
+    let name = Name::<Bytes>::from_str(qname).unwrap_or_else(|e| panic!("bad name {qname:?}: {e}"));
+    Request::new_query(name, qtype, Class::IN)
+}
+
+/// Runs a chain to completion on a fresh current-thread runtime.
+pub fn serve(chain: &[Arc<dyn Plugin>], req: &mut Request) -> Result<Reply, ServeError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(Next::new(chain).serve(req))
+}
+
+/// Runs every case through `chain`, panicking with every difference found.
+pub fn run_cases(chain: &[Arc<dyn Plugin>], cases: &[Case]) {
+    let mut errors = Vec::new();
+    for c in cases {
+        let mut req = c.request();
+        match serve(chain, &mut req) {
+            Ok(reply) => {
+                if let Err(e) = c.check(&reply) {
+                    errors.push(e);
+                }
+            }
+            Err(e) if e.rcode == c.rcode && c.answer.is_empty() => {}
+            Err(e) => errors.push(format!("{} {}: error {e}", c.qname, c.qtype)),
+        }
+    }
+    assert!(errors.is_empty(), "{} case(s) failed:\n{}", errors.len(), errors.join("\n"));
+}
+
+/// Parses and sets up one directive (`"log . {name}"`) for a block serving `zones`.
+pub fn setup(text: &str, zones: &[&str]) -> Result<Vec<Arc<dyn Plugin>>, SetupError> {
+    setup_with_options(text, zones).map(|(h, _)| h)
+}
+
+/// Like [`setup`], and also returns the server options the plugin set.
+pub fn setup_with_options(text: &str, zones: &[&str]) -> Result<(Vec<Arc<dyn Plugin>>, ServerOptions), SetupError> {
+    let d = Directive::from_text(text)?;
+    let reg = REGISTRY
+        .iter()
+        .find(|r| r.name == d.name.text)
+        .ok_or_else(|| SetupError::new(format!("plugin {:?} is not compiled in", d.name.text)))?;
+    let cfg = (reg.parse)(&d)?;
+    let zones: Vec<Name<Bytes>> = zones.iter().map(|z| Name::from_str(z).expect("valid zone")).collect();
+    let mut opts = ServerOptions::default();
+    let mut ctx = SetupCtx::new(&zones, std::env::temp_dir(), &mut opts);
+    cfg.setup(&mut ctx)?;
+    let handlers = ctx.into_handlers();
+    Ok((handlers, opts))
+}
+
+/// A `next` plugin that answers with fixed records (zone-file text) in the answer section.
+pub fn fixed_reply(records: &[&str]) -> Arc<dyn Plugin> {
+    Arc::new(Fixed { answer: records.iter().map(|t| rr(t)).collect(), rcode: Rcode::NOERROR })
+}
+
+/// A `next` plugin that answers with an rcode and nothing else.
+pub fn rcode_reply(rcode: Rcode) -> Arc<dyn Plugin> {
+    Arc::new(Fixed { answer: Vec::new(), rcode })
+}
+
+struct Fixed {
+    answer: Vec<Rr>,
+    rcode: Rcode,
+}
+
+impl Plugin for Fixed {
+    fn name(&self) -> &'static str {
+        "fixed_reply"
+    }
+
+    fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+        let mut r = Reply::for_request(req);
+        r.rcode = self.rcode.into();
+        r.answer = self.answer.clone();
+        Box::pin(std::future::ready(Ok(r)))
+    }
+}
+
+/// A `next` plugin that fails with an error of `rcode`.
+pub fn fail_with(rcode: Rcode, message: &'static str) -> Arc<dyn Plugin> {
+    Arc::new(Fail(rcode, message))
+}
+
+struct Fail(Rcode, &'static str);
+
+impl Plugin for Fail {
+    fn name(&self) -> &'static str {
+        "fail_with"
+    }
+
+    fn serve<'a>(&'a self, _req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+        Box::pin(std::future::ready(Err(ServeError::new("fail_with", self.0, self.1))))
+    }
+}
+
+/// A `next` plugin that counts the requests reaching it and keeps the last one; answers NOERROR.
+#[derive(Default)]
+pub struct RecordCalls {
+    pub calls: AtomicUsize,
+    pub last: std::sync::Mutex<Option<Request>>,
+}
+
+impl RecordCalls {
+    pub fn count(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+pub fn record_calls() -> Arc<RecordCalls> {
+    Arc::new(RecordCalls::default())
+}
+
+impl Plugin for RecordCalls {
+    fn name(&self) -> &'static str {
+        "record_calls"
+    }
+
+    fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        *self.last.lock().expect("not poisoned") = Some(req.clone());
+        Box::pin(std::future::ready(Ok(Reply::for_request(req))))
+    }
+}
+
+/// What the shared contract test needs to know about one plugin.
+pub struct Contract {
+    pub name: &'static str,
+    /// A directive that sets the plugin up, e.g. `"chaos"`.
+    pub config: &'static str,
+    /// A query the plugin passes on to `next` (for zoned or type-specific plugins), or `None`
+    /// for plugins that answer every query by design (whoami) or add no handler.
+    pub passes: Option<(&'static str, Rtype, Class)>,
+}
+
+/// The contract every plugin passes: its name matches plugin.cfg; unknown configuration is
+/// rejected (Corefile and RON); a packet with no question gets FORMERR without a panic; a query
+/// outside its remit reaches `next`.
+pub fn check_contract(c: &Contract) {
+    assert!(crate::plugins::KNOWN.contains(&c.name), "{} is not in plugin.cfg", c.name);
+    let reg = REGISTRY.iter().find(|r| r.name == c.name).expect("compiled in");
+    let handlers = setup(c.config, &["."]).unwrap_or_else(|e| panic!("{}: {e}", c.config));
+    for h in &handlers {
+        assert_eq!(h.name(), c.name, "handler name matches plugin.cfg");
+    }
+    // Unknown keys, in a block and in RON.
+    let bogus = format!("{} {{\n    no_such_property_xyz 1\n}}", c.name);
+    let d = Directive::from_text(&bogus).expect("well-formed directive");
+    assert!((reg.parse)(&d).is_err(), "{}: an unknown property must be rejected", c.name);
+    let ron = format!("(servers: [(keys: [\".\"], plugins: [{}((no_such_property_xyz: 1))])])", c.name);
+    assert!(crate::config::from_ron(&ron, "t.ron").is_err(), "{}: an unknown RON field must be rejected", c.name);
+    // A packet without a question, through the real packet path with this plugin's chain.
+    let mut router = crate::server::chain::Router::default();
+    router
+        .insert(
+            Name::root_bytes(),
+            Arc::new(crate::server::chain::Chain { zone: Name::root_bytes(), server: Arc::from("dns://:53"), plugins: handlers.clone() }),
+        )
+        .expect("one zone");
+    let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let empty = [0x12u8, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0];
+        match crate::server::chain::handle(Bytes::copy_from_slice(&empty), client, Proto::Udp, &router) {
+            crate::server::chain::Outcome::Reply(b) => {
+                let r = Reply::from_wire(&b).expect("parseable reply");
+                assert_eq!(r.rcode.rcode(), Rcode::FORMERR, "{}: empty question", c.name);
+            }
+            _ => panic!("{}: an empty question must get FORMERR", c.name),
+        }
+    });
+    if let Some((qname, qtype, qclass)) = c.passes {
+        let rec = record_calls();
+        let mut chain = handlers.clone();
+        chain.push(rec.clone());
+        let mut req = query(qname, qtype);
+        req.qclass = qclass;
+        serve(&chain, &mut req).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        assert_eq!(rec.count(), 1, "{}: {qname} {qtype} must reach next", c.name);
+    }
+}
+
+/// The ```corefile blocks of a README's Examples section.
+pub fn readme_examples(readme: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    let mut cur = String::new();
+    for line in readme.lines() {
+        if in_block {
+            if line.trim_start().starts_with("```") {
+                out.push(std::mem::take(&mut cur));
+                in_block = false;
+            } else {
+                cur.push_str(line);
+                cur.push('\n');
+            }
+        } else if line.trim_start().starts_with("```corefile") {
+            in_block = true;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_sections() {
+        let r = rr("example.org. 3600 IN MX 10 mx1.example.org.");
+        assert_eq!(r.to_string(), "example.org. 3600 IN MX 10 mx1.example.org.");
+        assert!(compare_section("answer", &["example.org. IN MX 10 mx1.example.org."], &[r.clone()]).is_ok());
+        assert!(compare_section("answer", &["example.org. 60 IN MX 10 mx1.example.org."], &[r.clone()]).is_err());
+        assert!(compare_section("answer", &[], &[r]).is_err());
+    }
+}
