@@ -155,9 +155,17 @@ fn check(file: &Path, dns_port: u16) -> i32 {
     1
 }
 
-/// The configuration served when none is given, as CoreDNS's.
+/// The configuration served when none is given, as CoreDNS's: `whoami` and `log` (each if
+/// compiled in).
 pub fn default_corefile(port: u16) -> String {
-    format!(".:{port} {{\n    whoami\n    log\n}}\n")
+    let mut s = format!(".:{port} {{\n");
+    for p in ["whoami", "log"] {
+        if REGISTRY.iter().any(|r| r.name == p) {
+            s.push_str(&format!("    {p}\n"));
+        }
+    }
+    s.push_str("}\n");
+    s
 }
 
 fn load_for_run(cli: &Cli) -> Result<Config, Vec<Problem>> {

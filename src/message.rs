@@ -481,3 +481,58 @@ pub fn finish_reply(req: &Request, reply: &mut Reply) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{query, rr};
+
+    fn big_reply(n: usize) -> Reply {
+        let req = query("big.example.", Rtype::TXT);
+        let mut r = Reply::for_request(&req);
+        for i in 0..n {
+            r.answer.push(rr(&format!("big.example. 60 IN TXT \"{i:0>60}\"")));
+        }
+        r
+    }
+
+    #[test]
+    fn truncation_sets_tc_and_drops_records() {
+        let r = big_reply(40);
+        let full = r.to_wire(65535);
+        assert!(full.len() > 1232);
+        let back = Reply::from_wire(&full).expect("parses");
+        assert_eq!(back.answer.len(), 40);
+        assert!(!back.header.tc());
+        let cut = r.to_wire(512);
+        assert!(cut.len() <= 512);
+        let back = Reply::from_wire(&cut).expect("parses");
+        assert!(back.header.tc());
+        assert!(back.answer.is_empty());
+        assert!(back.question.is_some());
+    }
+
+    #[test]
+    fn opt_fits_within_the_limit_and_additional_is_trimmed_silently() {
+        let mut r = big_reply(0);
+        for i in 0..40 {
+            r.additional.push(rr(&format!("big.example. 60 IN TXT \"{i:0>60}\"")));
+        }
+        r.edns = Some(Edns { udp_size: 1232, version: 0, dnssec_ok: true, options: vec![] });
+        let w = r.to_wire(1232);
+        assert!(w.len() <= 1232);
+        let back = Reply::from_wire(&w).expect("parses");
+        assert!(!back.header.tc());
+        assert!(back.additional.len() < 40 && !back.additional.is_empty());
+        assert!(back.edns.expect("OPT kept").dnssec_ok);
+    }
+
+    #[test]
+    fn extended_rcode_goes_into_opt() {
+        let mut r = big_reply(0);
+        r.rcode = OptRcode::BADVERS;
+        r.edns = Some(Edns { udp_size: 1232, version: 0, dnssec_ok: false, options: vec![] });
+        let back = Reply::from_wire(&r.to_wire(512)).expect("parses");
+        assert_eq!(back.rcode, OptRcode::BADVERS);
+    }
+}

@@ -109,3 +109,86 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         Poll::Pending => Outcome::Pending(fut),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+    use crate::plugin::{BoxFuture, ServeError};
+    use crate::testing::fixed_reply;
+    use domain::base::iana::{Class, Rtype};
+    use domain::base::message_builder::MessageBuilder;
+
+    fn name(s: &str) -> Name<Bytes> {
+        Name::from_str(s).expect("valid name")
+    }
+
+    fn chain(zone: &str, plugins: Vec<Arc<dyn Plugin>>) -> Arc<Chain> {
+        Arc::new(Chain { zone: name(zone), server: Arc::from("dns://:53"), plugins })
+    }
+
+    fn wire(qname: &str) -> Bytes {
+        let mut b = MessageBuilder::new_vec();
+        b.header_mut().set_id(7);
+        let mut q = b.question();
+        q.push((&name(qname), Rtype::A, Class::IN)).expect("fits");
+        Bytes::from(q.finish())
+    }
+
+    fn answer(router: &Router, qname: &str) -> Reply {
+        let client: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        match handle(wire(qname), client, Proto::Udp, router) {
+            Outcome::Reply(b) => Reply::from_wire(&b).expect("parses"),
+            _ => panic!("expected an immediate reply"),
+        }
+    }
+
+    #[test]
+    fn longest_zone_then_root_else_refused() {
+        let mut r = Router::default();
+        r.insert(name("example.org."), chain("example.org.", vec![fixed_reply(&["a.example.org. 1 IN A 192.0.2.1"])])).expect("new");
+        r.insert(name("sub.example.org."), chain("sub.example.org.", vec![fixed_reply(&["a.sub.example.org. 1 IN A 192.0.2.2"])])).expect("new");
+        assert!(r.insert(name("Example.org."), chain("example.org.", vec![])).is_err(), "duplicate zone");
+        assert_eq!(answer(&r, "x.SUB.example.org.").answer[0].to_string().to_lowercase(), "a.sub.example.org. 1 in a 192.0.2.2");
+        assert_eq!(answer(&r, "x.example.org.").answer[0].to_string(), "a.example.org. 1 IN A 192.0.2.1");
+        assert_eq!(answer(&r, "example.net.").rcode, domain::base::iana::OptRcode::REFUSED);
+        r.insert(Name::root_bytes(), chain(".", vec![fixed_reply(&["root. 1 IN A 192.0.2.3"])])).expect("new");
+        assert_eq!(answer(&r, "example.net.").answer[0].to_string(), "root. 1 IN A 192.0.2.3");
+    }
+
+    struct Panics;
+
+    impl Plugin for Panics {
+        fn name(&self) -> &'static str {
+            "panics"
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            if req.qname.to_string().starts_with("boom") {
+                panic!("deliberate panic for a test");
+            }
+            Box::pin(std::future::ready(Ok(Reply::for_request(req))))
+        }
+    }
+
+    #[test]
+    fn panic_becomes_servfail_and_serving_goes_on() {
+        let mut r = Router::default();
+        r.insert(Name::root_bytes(), chain(".", vec![Arc::new(Panics)])).expect("new");
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let boom = answer(&r, "boom.example.");
+        std::panic::set_hook(hook);
+        assert_eq!(boom.rcode, domain::base::iana::OptRcode::SERVFAIL);
+        assert_eq!(boom.header.id(), 7);
+        assert_eq!(answer(&r, "fine.example.").rcode, domain::base::iana::OptRcode::NOERROR);
+    }
+
+    #[test]
+    fn falling_off_the_chain_is_servfail() {
+        let mut r = Router::default();
+        r.insert(Name::root_bytes(), chain(".", vec![])).expect("new");
+        assert_eq!(answer(&r, "x.example.").rcode, domain::base::iana::OptRcode::SERVFAIL);
+    }
+}
