@@ -108,6 +108,11 @@ fn from_blocks(blocks: Vec<corefile::RawBlock>, dir: PathBuf) -> Result<Config, 
     let mut problems = Vec::new();
     let mut servers = Vec::new();
     for b in blocks {
+        for k in &b.keys {
+            if let Err(e) = keys::parse_key(k, 53) {
+                problems.push(Problem::from(e));
+            }
+        }
         let mut plugins = Vec::new();
         let mut plugin_locs = Vec::new();
         for d in &b.directives {
