@@ -458,10 +458,16 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         client,
         proto,
         zone: Name::root_bytes(),
-        server: Arc::from(""),
+        server: no_server(),
         wire,
         received: Instant::now(),
     })
+}
+
+/// The server label of a request not yet routed; shared so parsing allocates no string.
+fn no_server() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
 }
 
 /// Fills in what every reply gets at the edge: QR, the client's ID, and the OPT record

@@ -234,3 +234,58 @@ fn reply_ids_and_case_are_the_clients() {
     assert_eq!(r.question.expect("question").qname().to_string(), "MiXeD.Example");
     assert_eq!(r.rcode.rcode(), Rcode::NOERROR);
 }
+
+#[test]
+fn tcp_idle_connections_are_closed_on_time() {
+    let f = Ferrite::start(".:0 {\n    limits {\n        tcp_idle_timeout 300ms\n    }\n    whoami\n}\n");
+    let mut s = TcpStream::connect(f.v4()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    tcp_send(&mut s, &Q::new("idle.example.", Rtype::A).wire());
+    assert!(tcp_read(&mut s).is_some());
+    let t = std::time::Instant::now();
+    // Nothing more is sent: the server closes the connection (EOF) after the idle timeout.
+    assert!(tcp_read(&mut s).is_none());
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(4), "closed after {waited:?}");
+}
+
+#[test]
+fn tcp_connection_and_query_caps_hold() {
+    let f = Ferrite::start(".:0 {\n    limits {\n        tcp_connections 2\n        tcp_queries 3\n    }\n    whoami\n}\n");
+    // Per-connection cap: three queries answered, then the connection is closed.
+    let mut s = TcpStream::connect(f.v4()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    for id in 0..5u16 {
+        tcp_send(&mut s, &Q::new("cap.example.", Rtype::A).id(id).wire());
+    }
+    let answered = (0..5).filter_map(|_| tcp_read(&mut s)).count();
+    assert_eq!(answered, 3);
+    drop(s);
+    // Connection cap: two held open, the third is closed at once; UDP still answers.
+    let hold: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = TcpStream::connect(f.v4()).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            tcp_send(&mut c, &Q::new("hold.example.", Rtype::A).wire());
+            assert!(tcp_read(&mut c).is_some(), "held connection answered");
+            c
+        })
+        .collect();
+    let mut third = TcpStream::connect(f.v4()).expect("the kernel still accepts");
+    third.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    tcp_send(&mut third, &Q::new("third.example.", Rtype::A).wire());
+    assert!(tcp_read(&mut third).is_none(), "a connection over the cap is closed unanswered");
+    assert_eq!(udp(f.v4(), Q::new("udp.example.", Rtype::A)).rcode, OptRcode::NOERROR);
+    drop(hold);
+    // Once the held connections close, new ones are served again (the count is released).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = TcpStream::connect(f.v4()).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        tcp_send(&mut c, &Q::new("again.example.", Rtype::A).wire());
+        if tcp_read(&mut c).is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "connections never released");
+    }
+}

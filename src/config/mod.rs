@@ -151,21 +151,21 @@ pub fn locate(mut e: SetupError, loc: &Loc) -> SetupError {
 }
 
 fn unknown_plugin(t: &directive::Token) -> Problem {
-    let name = t.text.as_str();
-    if KNOWN.contains(&name) {
-        return Problem {
-            error: t.err(format!("plugin {name:?} is not compiled in: build with --features plugin-{name}")),
-            unavailable: true,
-        };
+    let compiled: Vec<&str> = REGISTRY.iter().map(|r| r.name).collect();
+    let (message, unavailable) = explain_unknown(&t.text, &compiled, KNOWN);
+    Problem { error: t.err(message), unavailable }
+}
+
+/// Why `name` has no plugin in this build: not compiled in (which feature to enable), a CoreDNS
+/// plugin ferrite lacks, or unknown (with the known names).
+fn explain_unknown(name: &str, compiled: &[&str], known: &[&str]) -> (String, bool) {
+    if known.contains(&name) {
+        return (format!("plugin {name:?} is not compiled in: build with --features plugin-{name}"), true);
     }
     if COREDNS_PLUGINS.contains(&name) {
-        return Problem {
-            error: t.err(format!("plugin {name:?} is a CoreDNS plugin that this version of ferrite does not provide yet")),
-            unavailable: true,
-        };
+        return (format!("plugin {name:?} is a CoreDNS plugin that this version of ferrite does not provide yet"), true);
     }
-    let known: Vec<&str> = REGISTRY.iter().map(|r| r.name).collect();
-    Problem::from(t.err(format!("unknown plugin {name:?}; known plugins: {}", known.join(", "))))
+    (format!("unknown plugin {name:?}; known plugins: {}", compiled.join(", ")), false)
 }
 
 #[cfg(test)]
@@ -180,6 +180,16 @@ mod tests {
         assert!(e[0].to_string().starts_with("Corefile:2:3: unknown plugin \"nosuchplugin\"; known plugins: "), "{}", e[0]);
         assert!(e[1].unavailable);
         assert!(e[1].to_string().contains("does not provide yet"), "{}", e[1]);
+    }
+
+    #[test]
+    fn plugin_in_plugin_cfg_but_not_compiled_names_its_feature() {
+        let (m, unavailable) = explain_unknown("chaos", &["whoami"], &["chaos", "whoami"]);
+        assert_eq!(m, "plugin \"chaos\" is not compiled in: build with --features plugin-chaos");
+        assert!(unavailable);
+        let (m, unavailable) = explain_unknown("chaoss", &["whoami"], &["chaos", "whoami"]);
+        assert_eq!(m, "unknown plugin \"chaoss\"; known plugins: whoami");
+        assert!(!unavailable);
     }
 
     #[cfg(feature = "plugin-whoami")]
