@@ -345,8 +345,8 @@ mod tests {
     fn records_and_sections() {
         let r = rr("example.org. 3600 IN MX 10 mx1.example.org.");
         assert_eq!(r.to_string(), "example.org. 3600 IN MX 10 mx1.example.org.");
-        assert!(compare_section("answer", &["example.org. IN MX 10 mx1.example.org."], &[r.clone()]).is_ok());
-        assert!(compare_section("answer", &["example.org. 60 IN MX 10 mx1.example.org."], &[r.clone()]).is_err());
+        assert!(compare_section("answer", &["example.org. IN MX 10 mx1.example.org."], std::slice::from_ref(&r)).is_ok());
+        assert!(compare_section("answer", &["example.org. 60 IN MX 10 mx1.example.org."], std::slice::from_ref(&r)).is_err());
         assert!(compare_section("answer", &[], &[r]).is_err());
     }
 }

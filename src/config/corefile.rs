@@ -41,6 +41,9 @@ pub fn parse_str(text: &str, name: &str) -> Result<Vec<RawBlock>, SetupError> {
     p.parse(tokens)
 }
 
+/// Snippet definitions by name: `(name) { tokens }`.
+type Snippets = HashMap<String, Vec<Token>>;
+
 #[derive(Default)]
 struct Parser {
     next_line_id: u64,
@@ -62,8 +65,7 @@ impl Parser {
         let mut out = Vec::new();
         let mut chars = text.chars().peekable();
         let (mut line, mut col) = (1u32, 0u32);
-        loop {
-            let Some(c) = chars.next() else { break };
+        while let Some(c) = chars.next() {
             col += 1;
             if c == '\n' {
                 line += 1;
@@ -190,7 +192,7 @@ impl Parser {
     }
 
     /// Removes `(name) { ... }` snippet definitions from the top level.
-    fn take_snippets(&self, tokens: Vec<Token>) -> Result<(HashMap<String, Vec<Token>>, Vec<Token>), SetupError> {
+    fn take_snippets(&self, tokens: Vec<Token>) -> Result<(Snippets, Vec<Token>), SetupError> {
         let mut snippets = HashMap::new();
         let mut rest = Vec::new();
         let mut depth = 0usize;
