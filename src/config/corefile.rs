@@ -44,9 +44,6 @@ pub fn parse_str(text: &str, name: &str) -> Result<Vec<RawBlock>, SetupError> {
     p.parse(tokens)
 }
 
-/// Snippet definitions by name: `(name) { tokens }`.
-type Snippets = HashMap<String, Vec<Token>>;
-
 #[derive(Default)]
 struct Parser {
     next_line_id: u64,
