@@ -19,9 +19,10 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
 }
 
 pub fn setup(_: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
-    // RFC 8482 §4.2: CPU "RFC8482", OS empty, to keep the reply small.
-    let cpu = CharStr::from_octets(Bytes::from_static(b"RFC8482")).expect("7 octets fit a character string");
-    let os = CharStr::from_octets(Bytes::new()).expect("an empty character string is valid");
+    // The same text as CoreDNS's any, so tools that look for it keep working (RFC 8482 §4.2
+    // leaves the contents to the implementation).
+    let cpu = CharStr::from_octets(Bytes::from_static(b"ANY obsoleted")).expect("13 octets fit a character string");
+    let os = CharStr::from_octets(Bytes::from_static(b"See RFC 8482")).expect("12 octets fit a character string");
     ctx.add_handler(Arc::new(Any { hinfo: Hinfo::new(cpu, os) }));
     Ok(())
 }
@@ -44,7 +45,8 @@ impl Plugin for Any {
         }
         let mut reply = Reply::for_request(req);
         let data = ZoneRecordData::Hinfo(self.hinfo.clone());
-        reply.answer.push(Record::new(req.qname.clone(), req.qclass, Ttl::from_secs(TTL), data));
+        // Class IN whatever the query's class, as CoreDNS.
+        reply.answer.push(Record::new(req.qname.clone(), Class::IN, Ttl::from_secs(TTL), data));
         Box::pin(std::future::ready(Ok(reply)))
     }
 }

@@ -62,6 +62,7 @@ fn rejects_bad_values_with_locations() {
 fn ron_values_are_checked_at_setup() {
     for (ron, ok) in [
         ("limits((tcp_connections: Some(5), tcp_idle_timeout: Some(\"3s\")))", true),
+        ("limits((tcp_connections: 5, tcp_idle_timeout: \"3s\"))", true),
         ("limits(())", true),
         ("limits((tcp_connections: Some(0)))", false),
         ("limits((tcp_idle_timeout: Some(\"never\")))", false),

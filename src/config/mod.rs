@@ -92,7 +92,7 @@ pub fn from_corefile_str(text: &str, name: &str) -> Result<Config, Vec<Problem>>
 
 /// Parses RON text.
 pub fn from_ron(text: &str, name: &str) -> Result<Config, Vec<Problem>> {
-    ron::from_str::<Config>(text).map_err(|e| {
+    ron_options().from_str::<Config>(text).map_err(|e| {
         let loc = Loc { file: name.into(), line: e.position.line as u32, col: e.position.col as u32 };
         vec![Problem::from(SetupError::at(&loc, e.code.to_string()))]
     })
@@ -101,7 +101,12 @@ pub fn from_ron(text: &str, name: &str) -> Result<Config, Vec<Problem>> {
 /// Prints a configuration as RON.
 pub fn to_ron(c: &Config) -> String {
     let pretty = ron::ser::PrettyConfig::new().indentor("    ".to_string()).struct_names(false);
-    ron::ser::to_string_pretty(c, pretty).expect("every plugin config serialises")
+    ron_options().to_string_pretty(c, pretty).expect("every plugin config serialises")
+}
+
+/// RON as ferrite reads and writes it: optional settings are written bare, without `Some(...)`.
+fn ron_options() -> ron::Options {
+    ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
 }
 
 fn from_blocks(blocks: Vec<corefile::RawBlock>, dir: PathBuf) -> Result<Config, Vec<Problem>> {
