@@ -289,3 +289,50 @@ fn tcp_connection_and_query_caps_hold() {
         assert!(std::time::Instant::now() < deadline, "connections never released");
     }
 }
+
+#[test]
+fn chaos_and_any_over_udp_and_tcp_ipv4_and_ipv6() {
+    let f = Ferrite::start(".:0 {\n    chaos ferrite-test alice@example.org bob@example.org\n    any\n    whoami\n}\n");
+    for addr in [f.v4(), f.v6()] {
+        for over_tcp in [false, true] {
+            let ask = |q: Q| if over_tcp { tcp(addr, q) } else { udp(addr, q) };
+            let r = ask(Q::new("version.bind.", Rtype::TXT).class(domain::base::iana::Class::CH));
+            assert_eq!(r.rcode, OptRcode::NOERROR);
+            let answer: Vec<String> = r.answer.iter().map(|r| r.to_string()).collect();
+            assert_eq!(answer, ["version.bind. 0 CH TXT \"ferrite-test\""], "{addr} tcp={over_tcp}");
+            let r = ask(Q::new("authors.bind.", Rtype::TXT).class(domain::base::iana::Class::CH));
+            assert_eq!(r.answer.len(), 2, "{addr} tcp={over_tcp}");
+            let r = ask(Q::new("example.org.", Rtype::ANY));
+            let answer: Vec<String> = r.answer.iter().map(|r| r.to_string()).collect();
+            assert_eq!(answer, ["example.org. 8482 IN HINFO \"ANY obsoleted\" \"See RFC 8482\""], "{addr} tcp={over_tcp}");
+            // Other queries go on down the chain to whoami.
+            let r = ask(Q::new("example.org.", Rtype::A));
+            assert_eq!(r.additional.len(), 2);
+        }
+    }
+    let port = f.port.to_string();
+    let out = run_tool("dig", &["@127.0.0.1", "-p", &port, "version.bind", "TXT", "CH", "+short", "+time=3", "+tries=1"]);
+    assert_eq!(out.trim(), "\"ferrite-test\"");
+    let out = run_tool("kdig", &["@::1", "-p", &port, "example.org", "ANY", "+tcp", "+short", "+timeout=3", "+retry=0"]);
+    assert_eq!(out.trim(), "\"ANY obsoleted\" \"See RFC 8482\"");
+}
+
+#[test]
+fn large_replies_are_truncated_to_the_clients_size_over_udp_only() {
+    // Sixty authors make an authors.bind answer of well over 512 bytes.
+    let authors: Vec<String> = (0..60).map(|i| format!("author-number-{i:02}@example.org")).collect();
+    let f = Ferrite::start(&format!(".:0 {{\n    chaos v1 {}\n}}\n", authors.join(" ")));
+    let q = Q::new("authors.bind.", Rtype::TXT).class(domain::base::iana::Class::CH);
+    let r = udp(f.v4(), q);
+    assert!(r.header.tc(), "no EDNS: 512 bytes, truncated");
+    assert!(r.answer.is_empty());
+    let b = udp_raw(f.v4(), &q.edns(4096).wire(), Duration::from_secs(3)).expect("reply");
+    let r = Reply::from_wire(&b).expect("parses");
+    assert!(!r.header.tc(), "4096 bytes fit, {} bytes", b.len());
+    assert_eq!(r.answer.len(), 60);
+    let b = udp_raw(f.v4(), &q.edns(1232).wire(), Duration::from_secs(3)).expect("reply");
+    assert!(b.len() <= 1232);
+    let r = tcp(f.v4(), q);
+    assert!(!r.header.tc());
+    assert_eq!(r.answer.len(), 60);
+}
