@@ -111,7 +111,7 @@ fn write_registry(root: &Path, names: &[(usize, String)]) -> String {
     for (_, n) in names {
         let _ = writeln!(s, "            #[cfg(feature = \"plugin-{n}\")]\n            PluginConfig::{}(_) => {n:?},", camel(n));
     }
-    s.push_str("        }\n    }\n\n    /// Runs the plugin's setup for one server block.\n    pub fn setup(&self, ctx: &mut crate::plugin::SetupCtx) -> Result<(), crate::plugin::SetupError> {\n        match *self {\n");
+    s.push_str("        }\n    }\n\n    /// Runs the plugin's setup for one server block.\n    #[allow(unused_variables)] // a build without plugins has no arm that uses `ctx`\n    pub fn setup(&self, ctx: &mut crate::plugin::SetupCtx) -> Result<(), crate::plugin::SetupError> {\n        match *self {\n");
     for (_, n) in names {
         let _ = writeln!(s, "            #[cfg(feature = \"plugin-{n}\")]\n            PluginConfig::{}(ref c) => {n}::setup(c, ctx),", camel(n));
     }
