@@ -5,6 +5,7 @@
 //! listeners, routes each query to its block and runs the chain.
 
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod logging;
 pub mod message;

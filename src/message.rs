@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use domain::base::iana::{Class, Opcode, OptRcode, Rcode, Rtype};
 use domain::base::message::Message;
-use domain::base::message_builder::{MessageBuilder, StaticCompressor};
+use domain::base::message_builder::MessageBuilder;
 use domain::base::name::{FlattenInto, Name, ParsedName, ToName};
 use domain::base::rdata::UnknownRecordData;
 use domain::base::question::Question;
@@ -260,7 +260,7 @@ impl Reply {
 
     /// Encodes with a push limit; `None` when the answer or authority section does not fit.
     fn encode(&self, header: Header, limit: usize) -> Option<Vec<u8>> {
-        let mut b = MessageBuilder::from_target(StaticCompressor::new(Vec::with_capacity(512)))
+        let mut b = MessageBuilder::from_target(crate::compress::Compressor::with_capacity(512))
             .expect("an empty Vec takes a header");
         b.set_push_limit(limit);
         *b.header_mut() = header;

@@ -39,42 +39,30 @@ impl Plugin for Whoami {
 fn answer(req: &Request) -> Reply {
     let mut reply = Reply::for_request(req);
     reply.header.set_aa(true);
-    // CoreDNS names the records after the lower-cased question.
-    let owner: Name<Bytes> = lower(&req.qname);
-    let ip = req.client.ip();
-    let data = match ip {
+    // CoreDNS names the records after the lower-cased question; the SRV adds `_udp`/`_tcp`.
+    let label: &[u8] = match req.proto {
+        crate::message::Proto::Udp => b"\x04_udp",
+        crate::message::Proto::Tcp => b"\x04_tcp",
+    };
+    let qname = req.qname.as_slice();
+    let mut wire = Vec::with_capacity(label.len() + qname.len());
+    wire.extend_from_slice(label);
+    wire.extend_from_slice(qname);
+    wire.make_ascii_lowercase();
+    let wire = Bytes::from(wire);
+    let owner = Name::from_octets(wire.slice(label.len()..)).expect("a lower-cased name is a name");
+    let data = match req.client.ip() {
         IpAddr::V4(a) => ZoneRecordData::A(A::new(a)),
         IpAddr::V6(a) => ZoneRecordData::Aaaa(Aaaa::new(a)),
     };
-    reply.additional.push(Record::new(owner.clone(), req.qclass, Ttl::ZERO, data));
-    let label = format!("_{}", req.proto.as_str());
-    let srv_owner = Name::<Bytes>::from_str_relative(&label, &owner);
-    if let Some(srv_owner) = srv_owner {
+    reply.additional.reserve(2);
+    reply.additional.push(Record::new(owner, req.qclass, Ttl::ZERO, data));
+    // A name of 255 octets has no room for the label: then there is no SRV, as there can be none.
+    if let Ok(srv_owner) = Name::from_octets(wire) {
         let srv = Srv::new(0, 0, req.client.port(), Name::root_bytes());
         reply.additional.push(Record::new(srv_owner, req.qclass, Ttl::ZERO, ZoneRecordData::Srv(srv)));
     }
     reply
-}
-
-fn lower(n: &Name<Bytes>) -> Name<Bytes> {
-    let mut v = n.as_slice().to_vec();
-    v.make_ascii_lowercase();
-    Name::from_octets(Bytes::from(v)).expect("lower-casing keeps a name valid")
-}
-
-/// `_udp` + `.` + owner, or `None` when the result would be too long.
-trait Relative: Sized {
-    fn from_str_relative(label: &str, origin: &Name<Bytes>) -> Option<Self>;
-}
-
-impl Relative for Name<Bytes> {
-    fn from_str_relative(label: &str, origin: &Name<Bytes>) -> Option<Self> {
-        let mut v = Vec::with_capacity(1 + label.len() + origin.len());
-        v.push(label.len() as u8);
-        v.extend_from_slice(label.as_bytes());
-        v.extend_from_slice(origin.as_slice());
-        Name::from_octets(Bytes::from(v)).ok()
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Listeners and workers.
 //!
-//! Each worker thread runs a single-threaded tokio runtime with its own SO_REUSEPORT UDP socket
-//! and TCP listener per address, so the kernel spreads queries over cores and a query never
-//! crosses threads. Sockets are bound before any worker starts, so a port in use is reported at
+//! Each worker has its own SO_REUSEPORT UDP socket and TCP listener per address, so the kernel
+//! spreads queries over cores: a UDP thread blocked in `recv_from` (see `udp`), and a
+//! single-threaded tokio runtime for TCP and for queries that must wait. Sockets are bound before any worker starts, so a port in use is reported at
 //! once and port 0 resolves to one port shared by UDP and TCP.
 
 pub mod chain;
@@ -139,26 +139,32 @@ pub fn start(bound: Vec<Bound>, workers: usize) -> io::Result<Vec<std::thread::J
     }
     let mut handles = Vec::new();
     for (i, tasks) in per_worker.into_iter().enumerate() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut tcp = Vec::new();
+        for t in tasks {
+            match t {
+                Task::Udp(s, r) => {
+                    // NOTE: the UDP thread blocks in recv_from, so the socket must be blocking.
+                    s.set_nonblocking(false)?;
+                    let h = rt.handle().clone();
+                    handles.push(
+                        std::thread::Builder::new()
+                            .name(format!("ferrite-udp-{i}"))
+                            .spawn(move || udp::serve(s, r, h))?,
+                    );
+                }
+                Task::Tcp(l, r, o, c) => tcp.push((l, r, o, c)),
+            }
+        }
         let h = std::thread::Builder::new().name(format!("ferrite-worker-{i}")).spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a current-thread runtime builds");
             rt.block_on(async move {
                 let mut set = tokio::task::JoinSet::new();
-                for t in tasks {
-                    match t {
-                        Task::Udp(s, r) => {
-                            let s = tokio::net::UdpSocket::from_std(s).expect("socket is non-blocking");
-                            set.spawn(udp::serve(Arc::new(s), r));
-                        }
-                        Task::Tcp(l, r, o, c) => {
-                            let l = tokio::net::TcpListener::from_std(l).expect("listener is non-blocking");
-                            set.spawn(tcp::serve(l, r, o, c));
-                        }
-                    }
+                for (l, r, o, c) in tcp {
+                    let l = tokio::net::TcpListener::from_std(l).expect("listener is non-blocking");
+                    set.spawn(tcp::serve(l, r, o, c));
                 }
-                while set.join_next().await.is_some() {}
+                // The runtime also finishes UDP queries that had to wait: keep it running.
+                std::future::pending::<()>().await;
             });
         })?;
         handles.push(h);
