@@ -141,7 +141,6 @@ impl Composer for Compressor {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::message::Reply;
     use crate::testing::{query, rr};
     use domain::base::iana::Rtype;
