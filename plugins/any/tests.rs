@@ -1,6 +1,6 @@
 use domain::base::iana::{Class, Rcode, Rtype};
 
-use crate::testing::{check_contract, fixed_reply, query, readme_examples, record_calls, run_cases, serve, setup, Case, Contract};
+use crate::testing::{check_contract, fixed_reply, query, record_calls, run_cases, serve, setup, Case, Contract};
 
 #[test]
 fn contract() {
@@ -57,14 +57,4 @@ fn any_never_reaches_next() {
 #[test]
 fn rejects_arguments() {
     assert!(setup("any all", &["."]).is_err());
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-    }
 }

@@ -3,7 +3,7 @@ use std::net::IpAddr;
 use super::{add, expand, target, Config, Target};
 use crate::config::directive::Directive;
 use crate::plugin::{ServerOptions, SetupCtx};
-use crate::testing::{check_contract, readme_examples, setup_with_options, Contract};
+use crate::testing::{check_contract, setup_with_options, Contract};
 
 #[test]
 fn contract() {
@@ -143,14 +143,4 @@ fn ron_is_checked_at_setup() {
     }
     assert_eq!(target("127.0.0.1"), Some(Target::Ip(ip("127.0.0.1"))));
     assert!(matches!(target("lo"), Some(Target::Iface(_))));
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-    }
 }

@@ -1,7 +1,7 @@
 use domain::base::iana::{Class, Rtype};
 
 use crate::message::Edns;
-use crate::testing::{check_contract, query, readme_examples, record_calls, serve, setup, Contract};
+use crate::testing::{check_contract, query, record_calls, serve, setup, Contract};
 
 #[test]
 fn contract() {
@@ -62,15 +62,5 @@ fn ron_sizes_are_checked_at_setup() {
         crate::plugins::PluginConfig::Bufsize(c) => assert_eq!(c.size, 1232),
         #[allow(unreachable_patterns)]
         other => panic!("{other:?}"),
-    }
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
     }
 }

@@ -1,6 +1,6 @@
 use domain::base::iana::{Class, Rcode, Rtype};
 
-use crate::testing::{check_contract, query, readme_examples, record_calls, run_cases, serve, setup, Case, Contract};
+use crate::testing::{check_contract, query, record_calls, run_cases, serve, setup, Case, Contract};
 
 #[test]
 fn contract() {
@@ -108,14 +108,4 @@ fn passes_everything_else() {
 fn rejects_a_block() {
     let e = setup("chaos v1 {\n    authors me\n}", &["."]).map(|_| ()).expect_err("no block");
     assert!(e.to_string().contains("unknown property \"authors\""), "{e}");
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-    }
 }

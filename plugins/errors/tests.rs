@@ -222,16 +222,3 @@ fn formats_durations_as_go() {
         assert_eq!(go_duration(d), want, "{d:?}");
     }
 }
-
-#[cfg(feature = "plugin-whoami")]
-#[test]
-fn readme_examples_parse_and_set_up() {
-    let examples = crate::testing::readme_examples(include_str!("README.md"));
-    assert!(examples.len() >= 2, "README has its examples");
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md")
-            .unwrap_or_else(|e| panic!("{ex}: {}", e.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")));
-        crate::server::setup::build(&cfg, 53)
-            .unwrap_or_else(|e| panic!("{ex}: {}", e.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")));
-    }
-}

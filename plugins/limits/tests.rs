@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::plugin::ServerOptions;
-use crate::testing::{check_contract, readme_examples, setup_with_options, Contract};
+use crate::testing::{check_contract, setup_with_options, Contract};
 
 #[test]
 fn contract() {
@@ -70,15 +70,5 @@ fn ron_values_are_checked_at_setup() {
         let text = format!("(servers: [(keys: [\".\"], plugins: [{ron}])])");
         let cfg = crate::config::from_ron(&text, "t.ron").expect("well-formed");
         assert_eq!(crate::server::setup::build(&cfg, 0).is_ok(), ok, "{ron}");
-    }
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
     }
 }

@@ -398,17 +398,6 @@ async fn min_duration_logs_slow_replies_of_any_class() {
 }
 
 #[cfg(feature = "plugin-whoami")]
-#[test]
-fn readme_examples_parse_and_set_up() {
-    let examples = crate::testing::readme_examples(include_str!("README.md"));
-    assert!(examples.len() >= 5, "README has its examples");
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md")
-            .unwrap_or_else(|e| panic!("{ex}: {}", e.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")));
-        crate::server::setup::build(&cfg, 53)
-            .unwrap_or_else(|e| panic!("{ex}: {}", e.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")));
-    }
-}
 
 #[test]
 fn zone_names_are_compared_without_case() {

@@ -3,7 +3,7 @@ use domain::base::iana::{Class, Rcode, Rtype};
 use super::is_success;
 use crate::message::{Edns, EdnsOption};
 use crate::plugin::prelude::*;
-use crate::testing::{check_contract, fail_with, query, readme_examples, rr, run_cases, serve, setup, Case, Contract};
+use crate::testing::{check_contract, fail_with, query, rr, run_cases, serve, setup, Case, Contract};
 
 #[test]
 fn contract() {
@@ -132,14 +132,4 @@ fn errors_from_next_pass_through() {
 #[test]
 fn rejects_arguments() {
     assert!(setup("minimal yes", &["."]).is_err());
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-    }
 }

@@ -3,7 +3,7 @@ use domain::base::iana::{Class, Rcode, Rtype};
 use crate::message::opt_code::NSID;
 use crate::message::{Edns, EdnsOption};
 use crate::plugin::prelude::*;
-use crate::testing::{check_contract, fail_with, fixed_reply, query, readme_examples, record_calls, serve, setup, Contract};
+use crate::testing::{check_contract, fail_with, fixed_reply, query, record_calls, serve, setup, Contract};
 
 #[test]
 fn contract() {
@@ -116,14 +116,4 @@ fn through_the_wire() {
 #[test]
 fn rejects_a_block() {
     assert!(setup("nsid {\n    data x\n}", &["."]).is_err());
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-    }
 }

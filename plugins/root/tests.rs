@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::directive::Directive;
 use crate::plugin::{ServerOptions, SetupCtx, SetupError};
-use crate::testing::{check_contract, readme_examples, setup_with_options, Contract};
+use crate::testing::{check_contract, setup_with_options, Contract};
 
 #[test]
 fn contract() {
@@ -63,14 +63,4 @@ fn sets_no_server_options() {
     let (handlers, opts) = setup_with_options("root /tmp", &["."]).expect("sets up");
     assert!(handlers.is_empty());
     assert_eq!(opts, ServerOptions::default());
-}
-
-#[test]
-fn readme_examples_set_up() {
-    let examples = readme_examples(include_str!("README.md"));
-    assert!(!examples.is_empty());
-    for ex in examples {
-        let cfg = crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-        crate::server::setup::build(&cfg, 0).unwrap_or_else(|e| panic!("{ex}: {e:?}"));
-    }
 }
