@@ -10,6 +10,7 @@ pub mod config;
 pub mod logging;
 pub mod message;
 pub mod plugin;
+pub mod response;
 pub mod server;
 pub mod testing;
 

@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use domain::base::iana::Opcode;
 use domain::rdata::dnssec::Timestamp;
+
+pub use crate::response::{typify, ResponseType};
 use tokio::time::Instant;
 
 use crate::plugin::prelude::*;
@@ -529,81 +530,6 @@ fn json_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
-}
-
-/// CoreDNS's `response.Type`: what kind of message a reply is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseType {
-    NoError,
-    NameError,
-    ServerError,
-    NoData,
-    Delegation,
-    Meta,
-    Update,
-    OtherError,
-}
-
-/// CoreDNS's `response.Typify`, rule for rule.
-pub fn typify(reply: &Reply, dnssec_ok: bool, now: Timestamp) -> ResponseType {
-    let opcode = reply.header.opcode();
-    if opcode == Opcode::UPDATE {
-        return ResponseType::Update;
-    }
-    let qtype = reply.question.as_ref().map(|q| q.qtype());
-    if opcode == Opcode::NOTIFY || qtype == Some(Rtype::AXFR) || qtype == Some(Rtype::IXFR) {
-        return ResponseType::Meta;
-    }
-    // A client that asked for DNSSEC is not well served by signatures outside their validity.
-    if dnssec_ok && [&reply.answer, &reply.authority, &reply.additional].into_iter().flatten().any(|r| expired(r, now))
-    {
-        return ResponseType::OtherError;
-    }
-    let noerror = reply.rcode == OptRcode::NOERROR;
-    if let Some(qtype) = qtype {
-        if !reply.answer.is_empty() && noerror && (qtype == Rtype::A || qtype == Rtype::AAAA) {
-            // An address query answered without an address (a CNAME to nothing, say) is NODATA.
-            return if reply.answer.iter().any(|r| r.rtype() == qtype) {
-                ResponseType::NoError
-            } else {
-                ResponseType::NoData
-            };
-        }
-    }
-    if !reply.answer.is_empty() && noerror {
-        return ResponseType::NoError;
-    }
-    let soa = reply.authority.iter().any(|r| r.rtype() == Rtype::SOA);
-    let ns = reply.authority.iter().any(|r| r.rtype() == Rtype::NS);
-    if soa && noerror {
-        return ResponseType::NoData;
-    }
-    if soa && reply.rcode == OptRcode::NXDOMAIN {
-        return ResponseType::NameError;
-    }
-    if reply.rcode == OptRcode::SERVFAIL || reply.rcode == OptRcode::NOTIMP {
-        return ResponseType::ServerError;
-    }
-    if ns && noerror {
-        return ResponseType::Delegation;
-    }
-    if noerror {
-        return ResponseType::NoError;
-    }
-    ResponseType::OtherError
-}
-
-/// An RRSIG whose validity period (RFC 4034 §3.1.5, serial arithmetic) does not hold `now`.
-fn expired(r: &Rr, now: Timestamp) -> bool {
-    use std::cmp::Ordering::{Equal, Less};
-    match r.data() {
-        ZoneRecordData::Rrsig(sig) => {
-            let started = matches!(sig.inception().partial_cmp(&now), Some(Less | Equal));
-            let running = matches!(now.partial_cmp(&sig.expiration()), Some(Less | Equal));
-            !(started && running)
-        }
-        _ => false,
-    }
 }
 
 /// CoreDNS's `response.Classify`.

@@ -1,6 +1,11 @@
 use domain::base::iana::{Class, Rcode, Rtype};
 
-use super::is_success;
+use crate::response::{typify, ResponseType};
+use domain::rdata::dnssec::Timestamp;
+
+fn is_success(r: &Reply, dnssec_ok: bool, now: u32) -> bool {
+    typify(r, dnssec_ok, Timestamp::from(now)) == ResponseType::NoError
+}
 use crate::message::{Edns, EdnsOption};
 use crate::plugin::prelude::*;
 use crate::testing::{check_contract, fail_with, query, rr, run_cases, serve, setup, Case, Contract};
