@@ -168,14 +168,93 @@ pub fn default_corefile(port: u16) -> String {
     s
 }
 
-fn load_for_run(cli: &Cli) -> Result<Config, Vec<Problem>> {
+/// Where the configuration comes from: a file (reloadable) or the built-in default.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
     if let Some(path) = &cli.conf {
-        return config::load(path);
+        return Some(path.clone());
     }
-    if Path::new("Corefile").is_file() {
-        return config::load(Path::new("Corefile"));
+    Path::new("Corefile").is_file().then(|| PathBuf::from("Corefile"))
+}
+
+fn load_for_run(cli: &Cli) -> Result<Config, Vec<Problem>> {
+    match config_path(cli) {
+        Some(p) => config::load(&p),
+        None => config::from_corefile_str(&default_corefile(cli.dns_port), "<default>"),
     }
-    config::from_corefile_str(&default_corefile(cli.dns_port), "<default>")
+}
+
+/// The running process: DNS listeners, the HTTP side port, and what reload needs.
+struct Running {
+    server: server::Server,
+    #[cfg(feature = "http")]
+    http: Option<crate::http::HttpServer>,
+    reload: Option<(std::time::Duration, std::time::Duration)>,
+    lameduck: std::time::Duration,
+    fingerprint: u64,
+    quiet: bool,
+}
+
+impl Running {
+    /// Puts a plan into service; on an error nothing changes.
+    fn apply(&mut self, plan: server::setup::Plan) -> Result<(), String> {
+        #[cfg(feature = "http")]
+        {
+            if self.http.is_none() && !plan.http.is_empty() {
+                self.http = Some(crate::http::HttpServer::new().map_err(|e| e.to_string())?);
+            }
+            if let Some(h) = &mut self.http {
+                for addr in h.apply(&plan.http).map_err(|e| e.to_string())? {
+                    if !self.quiet {
+                        println!("listening on http://{addr}");
+                    }
+                }
+            }
+            crate::http::set_plugins(plan.plugins.clone(), plan.ready_continuously);
+        }
+        #[cfg(not(feature = "http"))]
+        if let Some(addr) = plan.http.keys().next() {
+            return Err(format!("http://{addr}: this build has no HTTP side port (health, ready, prometheus)"));
+        }
+        let started = self.server.apply(plan.listeners).map_err(|e| e.to_string())?;
+        if !self.quiet {
+            for (scheme, addr, zones) in started {
+                println!("listening on {}://{} zones: {}", scheme.as_str(), addr, zones.join(" "));
+            }
+        }
+        if plan.debug {
+            crate::logging::init(true);
+        }
+        self.reload = plan.reload;
+        self.lameduck = plan.lameduck;
+        Ok(())
+    }
+
+    /// Re-reads the configuration. A broken one is logged with its location, counted in
+    /// `coredns_reload_failed_total`, and the running configuration keeps serving.
+    fn reload(&mut self, cli: &Cli, path: &Path) {
+        let fingerprint = config::fingerprint(&[path.to_path_buf()]);
+        let result = config::load(path).and_then(|c| {
+            let fp = config::fingerprint(&c.sources);
+            server::setup::build(&c, cli.dns_port).map(|p| (p, fp))
+        });
+        let outcome = match result {
+            Ok((plan, fp)) => {
+                self.fingerprint = fp;
+                self.apply(plan)
+            }
+            Err(problems) => {
+                self.fingerprint = fingerprint;
+                Err(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))
+            }
+        };
+        match outcome {
+            Ok(()) => log::info!(target: "plugin/reload", "reloaded {}", path.display()),
+            Err(e) => {
+                metrics::counter!(crate::metrics::RELOAD_FAILED).increment(1);
+                log::error!(target: "plugin/reload", "{e}; the running configuration keeps serving");
+            }
+        }
+    }
 }
 
 fn run(cli: &Cli) -> i32 {
@@ -185,22 +264,44 @@ fn run(cli: &Cli) -> i32 {
         Ok(c) => c,
         Err(p) => return report(&p),
     };
-    let specs = match server::setup::build(&cfg, cli.dns_port) {
+    let fingerprint = config::fingerprint(&cfg.sources);
+    let plan = match server::setup::build(&cfg, cli.dns_port) {
         Ok(s) => s,
         Err(p) => return report(&p),
     };
-    let workers = server::worker_count();
-    let bound = match server::bind(specs, workers) {
-        Ok(b) => b,
+    // NOTE: signal handlers go in before the listeners are announced: SIGUSR1's default action
+    // is to end the process, and whoever reads the announcement may send one at once.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime builds");
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::terminate()).expect("SIGTERM can be caught"),
+            signal(SignalKind::interrupt()).expect("SIGINT can be caught"),
+            signal(SignalKind::user_defined1()).expect("SIGUSR1 can be caught"),
+        )
+    };
+    let server = match server::Server::new(server::worker_count()) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("cannot start workers: {e}");
             return 1;
         }
     };
+    let mut running = Running {
+        server,
+        #[cfg(feature = "http")]
+        http: None,
+        reload: None,
+        lameduck: std::time::Duration::ZERO,
+        fingerprint,
+        quiet: cli.quiet,
+    };
+    if let Err(e) = running.apply(plan) {
+        eprintln!("{e}");
+        return 1;
+    }
     if !cli.quiet {
-        for b in &bound {
-            println!("listening on {}://{} zones: {}", b.scheme.as_str(), b.addr, b.zones().join(" "));
-        }
         println!("{}", crate::VERSION);
         println!("{}/{}, {}, {}", std::env::consts::OS, std::env::consts::ARCH, env!("FERRITE_RUSTC_VERSION"), env!("FERRITE_COMMIT"));
     }
@@ -212,24 +313,50 @@ fn run(cli: &Cli) -> i32 {
             return 1;
         }
     }
-    if let Err(e) = server::start(bound, workers) {
-        eprintln!("cannot start workers: {e}");
-        return 1;
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime builds");
+    let path = config_path(cli);
+    let (mut term, mut int, mut usr1) = signals;
     rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be caught");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT can be caught");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            let wait = running.reload.map(|(every, jitter)| every + jitter.mul_f64(jitter_fraction()));
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = usr1.recv() => {
+                    if let Some(p) = &path {
+                        log::info!(target: "plugin/reload", "SIGUSR1 received: reloading");
+                        running.reload(cli, p);
+                    }
+                }
+                _ = tokio::time::sleep(wait.unwrap_or(std::time::Duration::from_secs(3600))), if wait.is_some() => {
+                    if let Some(p) = &path {
+                        let now = config::load(p).map(|c| config::fingerprint(&c.sources)).unwrap_or_else(|_| config::fingerprint(std::slice::from_ref(p)));
+                        if now != running.fingerprint {
+                            running.reload(cli, p);
+                        }
+                    }
+                }
+            }
+        }
+        // Shutdown, as CoreDNS: readiness fails first, DNS goes on answering for the lameduck
+        // period, then the listeners close and queries in flight finish.
+        #[cfg(feature = "http")]
+        crate::http::begin_shutdown();
+        if !running.lameduck.is_zero() {
+            log::info!(target: "plugin/health", "going into lameduck mode for {:?}", running.lameduck);
+            tokio::time::sleep(running.lameduck).await;
         }
     });
+    running.server.shutdown(std::time::Duration::from_secs(5));
     if let Some(p) = &cli.pidfile {
         let _ = std::fs::remove_file(p);
     }
     0
+}
+
+/// A fraction in [0, 1) for reload jitter; it need not be a good random number.
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
 }
 
 #[cfg(test)]

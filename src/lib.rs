@@ -7,8 +7,11 @@
 pub mod cli;
 pub mod compress;
 pub mod config;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod plugin;
 pub mod response;
 pub mod server;

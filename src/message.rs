@@ -88,6 +88,9 @@ pub struct Request {
     /// The query as received.
     pub wire: Bytes,
     pub received: Instant,
+    /// The plugin now serving the request (set by the chain); a reply made with
+    /// `Reply::for_request` is credited to it in `coredns_dns_responses_total{plugin}`.
+    pub plugin: &'static str,
 }
 
 impl Request {
@@ -128,6 +131,7 @@ impl Request {
             server: Arc::from("dns://:53"),
             wire: Bytes::new(),
             received: Instant::now(),
+            plugin: "",
         }
     }
 }
@@ -145,6 +149,8 @@ pub struct Reply {
     /// The OPT record to send. The server fills it from the request when a plugin leaves it
     /// `None` and the query had EDNS; plugins add options (NSID, cookies) here.
     pub edns: Option<Edns>,
+    /// The plugin that wrote this reply, for metrics.
+    pub plugin: &'static str,
 }
 
 impl Reply {
@@ -164,6 +170,7 @@ impl Reply {
             authority: Vec::new(),
             additional: Vec::new(),
             edns: None,
+            plugin: req.plugin,
         }
     }
 
@@ -220,7 +227,7 @@ impl Reply {
         }
         let [answer, authority, additional] = out;
         let rcode = OptRcode::from_parts(header.rcode(), ext_rcode);
-        Ok(Reply { header, rcode, question, answer, authority, additional, edns })
+        Ok(Reply { header, rcode, question, answer, authority, additional, edns, plugin: "" })
     }
 
     /// True when every section is empty.
@@ -378,6 +385,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
             authority: vec![],
             additional: vec![],
             edns: None,
+            plugin: "",
         };
         Rejected::Reply(r.to_wire(512))
     };
@@ -445,6 +453,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
                 authority: vec![],
                 additional: vec![],
                 edns: Some(Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: e.dnssec_ok, options: vec![] }),
+                plugin: "",
             };
             return Err(Rejected::Reply(r.to_wire(512)));
         }
@@ -461,6 +470,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         server: no_server(),
         wire,
         received: Instant::now(),
+        plugin: "",
     })
 }
 

@@ -60,7 +60,10 @@ impl<'a> Next<'a> {
         'a: 'b,
     {
         match self.rest.split_first() {
-            Some((p, rest)) => p.serve(req, Next { rest }),
+            Some((p, rest)) => {
+                req.plugin = p.name();
+                p.serve(req, Next { rest })
+            }
             None => Box::pin(std::future::ready(Err(ServeError::no_next()))),
         }
     }
@@ -200,4 +203,35 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Parses a listen address as CoreDNS's health, ready and prometheus take it: `:8080` (every
+/// address), `localhost:9153`, `127.0.0.1:8080`, `[::1]:8080`.
+pub fn listen_addr(tok: &Token) -> Result<std::net::SocketAddr, SetupError> {
+    let t = tok.text.as_str();
+    let (host, port) = t.rsplit_once(':').ok_or_else(|| tok.err(format!("expected HOST:PORT or :PORT, got {t:?}")))?;
+    let port: u16 = port.parse().map_err(|_| tok.err(format!("invalid port in {t:?}")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = match host {
+        "" => std::net::Ipv6Addr::UNSPECIFIED.into(),
+        "localhost" => std::net::Ipv4Addr::LOCALHOST.into(),
+        h => h.parse().map_err(|_| tok.err(format!("expected an IP address or localhost, got {h:?}")))?,
+    };
+    Ok(std::net::SocketAddr::new(ip, port))
+}
+
+/// Durations in RON as Go-style strings (`"5s"`, `"1m30s"`), as a Corefile writes them.
+pub mod serde_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).ok_or_else(|| serde::de::Error::custom(format!("expected a duration such as \"5s\", got {s:?}")))
+    }
 }

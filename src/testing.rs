@@ -290,7 +290,7 @@ pub fn check_contract(c: &Contract) {
     router
         .insert(
             Name::root_bytes(),
-            Arc::new(crate::server::chain::Chain { zone: Name::root_bytes(), server: Arc::from("dns://:53"), plugins: handlers.clone() }),
+            Arc::new(crate::server::chain::Chain::new(Name::root_bytes(), Arc::from("dns://:53"), handlers.clone())),
         )
         .expect("one zone");
     let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");

@@ -29,11 +29,17 @@ type Snippets = HashMap<String, Vec<Token>>;
 
 /// Reads and parses a Corefile; imports are resolved relative to its directory.
 pub fn parse_file(path: &Path) -> Result<Vec<RawBlock>, SetupError> {
+    parse_file_with_sources(path).map(|(b, _)| b)
+}
+
+/// Like [`parse_file`], and also returns every file read (the Corefile and its imports).
+pub fn parse_file_with_sources(path: &Path) -> Result<(Vec<RawBlock>, Vec<PathBuf>), SetupError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| SetupError::new(format!("{}: cannot read: {e}", path.display())))?;
     let mut p = Parser::default();
     let tokens = p.lex_file(&text, path)?;
-    p.parse(tokens)
+    let blocks = p.parse(tokens)?;
+    Ok((blocks, p.files))
 }
 
 /// Parses Corefile text; `name` is used in error locations. Imports are relative to the current
@@ -49,10 +55,13 @@ struct Parser {
     next_line_id: u64,
     /// Directory of the file each token came from, for relative imports.
     dirs: HashMap<Arc<str>, PathBuf>,
+    /// Every file read, in order.
+    files: Vec<PathBuf>,
 }
 
 impl Parser {
     fn lex_file(&mut self, text: &str, path: &Path) -> Result<Vec<Token>, SetupError> {
+        self.files.push(path.to_path_buf());
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         self.lex(text, &path.display().to_string(), &dir)
     }

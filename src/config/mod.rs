@@ -23,6 +23,9 @@ pub struct Config {
     /// Directory relative paths are taken from.
     #[serde(skip)]
     pub dir: PathBuf,
+    /// The files this configuration was read from (a Corefile and its imports), for reload.
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
 }
 
 /// One server block: the zones and ports it serves, and its plugins as configured.
@@ -77,11 +80,26 @@ pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
             .map_err(|e| vec![Problem::from(SetupError::new(format!("{}: cannot read: {e}", path.display())))])?;
         return from_ron(&text, &path.display().to_string()).map(|mut c| {
             c.dir = dir;
+            c.sources = vec![path.to_path_buf()];
             c
         });
     }
-    let blocks = corefile::parse_file(path).map_err(|e| vec![Problem::from(e)])?;
-    from_blocks(blocks, dir)
+    let (blocks, sources) = corefile::parse_file_with_sources(path).map_err(|e| vec![Problem::from(e)])?;
+    from_blocks(blocks, dir).map(|mut c| {
+        c.sources = sources;
+        c
+    })
+}
+
+/// A fingerprint of the files a configuration came from: reload compares these.
+pub fn fingerprint(sources: &[PathBuf]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in sources {
+        p.hash(&mut h);
+        std::fs::read(p).ok().hash(&mut h);
+    }
+    h.finish()
 }
 
 /// Parses Corefile text (imports relative to the current directory).
@@ -141,7 +159,7 @@ fn from_blocks(blocks: Vec<corefile::RawBlock>, dir: PathBuf) -> Result<Config, 
         });
     }
     if problems.is_empty() {
-        Ok(Config { servers, dir })
+        Ok(Config { servers, dir, sources: Vec::new() })
     } else {
         Err(problems)
     }

@@ -21,6 +21,16 @@ pub struct Chain {
     /// The listener address as CoreDNS labels it, e.g. `dns://:53`.
     pub server: Arc<str>,
     pub plugins: Vec<Arc<dyn Plugin>>,
+    /// Set when the block has `prometheus`.
+    pub metrics: Option<crate::metrics::ChainMetrics>,
+    /// Set when the block has `debug`: a log line per query.
+    pub debug: bool,
+}
+
+impl Chain {
+    pub fn new(zone: Name<Bytes>, server: Arc<str>, plugins: Vec<Arc<dyn Plugin>>) -> Chain {
+        Chain { zone, server, plugins, metrics: None, debug: false }
+    }
 }
 
 impl Chain {
@@ -40,6 +50,7 @@ impl Chain {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_string());
                 log::error!("recovered from panic in server {:?} for {} {}: {what}", self.server, req.name_lower(), req.qtype);
+                crate::metrics::panic();
                 Reply::error(req, Rcode::SERVFAIL)
             }
         }
@@ -51,9 +62,15 @@ impl Chain {
 pub struct Router {
     /// Longest zone first, so the first suffix match is the most specific.
     entries: Vec<(Name<Bytes>, Arc<Chain>)>,
+    /// The listener's TCP limits (from the first block served on it).
+    pub options: super::options::ServerOptions,
 }
 
 impl Router {
+    pub fn with_options(options: super::options::ServerOptions) -> Router {
+        Router { entries: Vec::new(), options }
+    }
+
     pub fn insert(&mut self, zone: Name<Bytes>, chain: Arc<Chain>) -> Result<(), String> {
         if self.entries.iter().any(|(z, _)| z == &zone) {
             return Err(format!("zone {} is defined twice for this address", zone.fmt_with_dot()));
@@ -104,7 +121,18 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
     let mut fut = Box::pin(async move {
         let mut reply = chain.serve(&mut req).await;
         finish_reply(&req, &mut reply);
-        reply.to_wire(req.max_reply_size())
+        let wire = reply.to_wire(req.max_reply_size());
+        if let Some(m) = &chain.metrics {
+            m.record(&req, &reply, wire.len());
+        }
+        if chain.debug {
+            log::debug!(
+                "{} {} {} {} from {} ({}): {} by plugin/{} in {:?}",
+                chain.server, req.name_lower(), req.qclass, req.qtype, req.client, req.proto.as_str(),
+                reply.rcode, reply.plugin, req.received.elapsed()
+            );
+        }
+        wire
     });
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(b) => Outcome::Reply(b),
@@ -127,7 +155,7 @@ mod tests {
     }
 
     fn chain(zone: &str, plugins: Vec<Arc<dyn Plugin>>) -> Arc<Chain> {
-        Arc::new(Chain { zone: name(zone), server: Arc::from("dns://:53"), plugins })
+        Arc::new(Chain::new(name(zone), Arc::from("dns://:53"), plugins))
     }
 
     fn wire(qname: &str) -> Bytes {

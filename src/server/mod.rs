@@ -1,9 +1,14 @@
-//! Listeners and workers.
+//! Listeners, workers, and their life: start, reload, shutdown.
 //!
 //! Each worker has its own SO_REUSEPORT UDP socket and TCP listener per address, so the kernel
 //! spreads queries over cores: a UDP thread blocked in `recv_from` (see `udp`), and a
-//! single-threaded tokio runtime for TCP and for queries that must wait. Sockets are bound before any worker starts, so a port in use is reported at
-//! once and port 0 resolves to one port shared by UDP and TCP.
+//! single-threaded tokio runtime for TCP and for queries that must wait. Sockets are bound
+//! before anything changes, so a port in use is reported at once (and on reload leaves the old
+//! configuration serving), and port 0 resolves to one port shared by UDP and TCP.
+//!
+//! On reload a listener whose address is still configured keeps its sockets and gets the new
+//! router atomically (queries in flight finish on the old chains); new addresses are bound and
+//! started; addresses no longer configured are stopped.
 
 pub mod chain;
 pub mod options;
@@ -11,53 +16,152 @@ pub mod setup;
 mod tcp;
 mod udp;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
 
 use self::chain::Router;
-use self::options::ServerOptions;
 use self::setup::ListenerSpec;
 use crate::config::keys::Scheme;
 
-/// One address's sockets for every worker, and what they serve.
-pub struct Bound {
-    pub scheme: Scheme,
-    pub addr: SocketAddr,
-    pub router: Arc<Router>,
-    pub options: ServerOptions,
+/// How often a blocked UDP thread wakes to see whether it should stop.
+const UDP_STOP_POLL: Duration = Duration::from_millis(200);
+
+/// Queries being answered on a task (they had to wait), across all listeners; shutdown waits
+/// for these to finish.
+pub(crate) static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// A listener as started: what it serves, swapped on reload, and how to stop it.
+struct Listener {
+    scheme: Scheme,
+    /// The address as configured (port 0 stays 0), which keys the listener across reloads.
+    spec_addr: SocketAddr,
+    bound: SocketAddr,
+    router: Arc<ArcSwap<Router>>,
+    stop: Arc<AtomicBool>,
+    tcp_stop: watch::Sender<bool>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// A bound but not yet started listener.
+struct Fresh {
+    spec_addr: SocketAddr,
+    scheme: Scheme,
+    bound: SocketAddr,
+    router: Router,
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
-    tcp_conns: Arc<AtomicUsize>,
 }
 
-impl Bound {
-    /// The zones served here, for the start-up banner.
-    pub fn zones(&self) -> Vec<String> {
-        self.router.zones().map(|z| z.fmt_with_dot().to_string()).collect()
+/// The running server.
+pub struct Server {
+    workers: Vec<tokio::runtime::Handle>,
+    listeners: BTreeMap<(Scheme, SocketAddr), Listener>,
+}
+
+impl Server {
+    /// Starts `workers` worker runtimes, each on its own thread, serving nothing yet.
+    pub fn new(workers: usize) -> io::Result<Server> {
+        let mut handles = Vec::new();
+        for i in 0..workers {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            handles.push(rt.handle().clone());
+            std::thread::Builder::new()
+                .name(format!("ferrite-worker-{i}"))
+                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+        }
+        Ok(Server { workers: handles, listeners: BTreeMap::new() })
+    }
+
+    /// Serves exactly `specs`. Every new socket is bound before anything changes: on an error
+    /// the server goes on as it was. Returns the newly bound addresses with their zones.
+    pub fn apply(&mut self, specs: Vec<ListenerSpec>) -> io::Result<Vec<(Scheme, SocketAddr, Vec<String>)>> {
+        let n = self.workers.len();
+        let mut fresh = Vec::new();
+        let mut swaps = Vec::new();
+        for spec in specs {
+            let key = (spec.scheme, spec.addr);
+            if self.listeners.contains_key(&key) {
+                swaps.push((key, spec.router));
+                continue;
+            }
+            let (udp, tcp, bound) = bind_one(spec.addr, n)
+                .map_err(|e| io::Error::new(e.kind(), format!("listen {}://{}: {e}", spec.scheme.as_str(), spec.addr)))?;
+            fresh.push(Fresh { spec_addr: spec.addr, scheme: spec.scheme, bound, router: spec.router, udp, tcp });
+        }
+        // Nothing can fail from here on.
+        let keep: Vec<(Scheme, SocketAddr)> = swaps.iter().map(|(k, _)| *k).chain(fresh.iter().map(|f| (f.scheme, f.spec_addr))).collect();
+        let gone: Vec<_> = self.listeners.keys().filter(|k| !keep.contains(k)).copied().collect();
+        for key in gone {
+            if let Some(l) = self.listeners.remove(&key) {
+                stop_listener(l);
+            }
+        }
+        for (key, router) in swaps {
+            if let Some(l) = self.listeners.get(&key) {
+                l.router.store(Arc::new(router));
+            }
+        }
+        let mut started = Vec::new();
+        for f in fresh {
+            let zones = f.router.zones().map(|z| z.fmt_with_dot().to_string()).collect();
+            started.push((f.scheme, f.bound, zones));
+            let l = self.start_listener(f)?;
+            self.listeners.insert((l.scheme, l.spec_addr), l);
+        }
+        Ok(started)
+    }
+
+    fn start_listener(&self, f: Fresh) -> io::Result<Listener> {
+        let router = Arc::new(ArcSwap::from_pointee(f.router));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tcp_stop, tcp_stopped) = watch::channel(false);
+        let conns = Arc::new(AtomicUsize::new(0));
+        let mut udp_threads = Vec::new();
+        for (i, s) in f.udp.into_iter().enumerate() {
+            // NOTE: the UDP thread blocks in recv_from, so the socket must be blocking; the read
+            // timeout lets it notice a stop.
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(UDP_STOP_POLL))?;
+            let (r, h, st) = (router.clone(), self.workers[i].clone(), stop.clone());
+            udp_threads.push(std::thread::Builder::new().name(format!("ferrite-udp-{i}")).spawn(move || udp::serve(s, r, h, st))?);
+        }
+        for (i, l) in f.tcp.into_iter().enumerate() {
+            let h = &self.workers[i];
+            let _guard = h.enter();
+            let l = tokio::net::TcpListener::from_std(l)?;
+            h.spawn(tcp::serve(l, router.clone(), conns.clone(), tcp_stopped.clone()));
+        }
+        Ok(Listener { scheme: f.scheme, spec_addr: f.spec_addr, bound: f.bound, router, stop, tcp_stop, udp_threads })
+    }
+
+    /// Stops every listener, then waits up to `grace` for queries in flight to finish.
+    pub fn shutdown(&mut self, grace: Duration) {
+        let all = std::mem::take(&mut self.listeners);
+        for (_, l) in all {
+            stop_listener(l);
+        }
+        let deadline = Instant::now() + grace;
+        while (IN_FLIGHT.load(Ordering::SeqCst) > 0 || tcp::OPEN.load(Ordering::SeqCst) > 0) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
-/// Binds `workers` UDP sockets and TCP listeners for every listener.
-pub fn bind(specs: Vec<ListenerSpec>, workers: usize) -> io::Result<Vec<Bound>> {
-    let mut out = Vec::new();
-    for spec in specs {
-        let (udp, tcp, addr) = bind_one(spec.addr, workers)
-            .map_err(|e| io::Error::new(e.kind(), format!("listen {}://{}: {e}", spec.scheme.as_str(), spec.addr)))?;
-        out.push(Bound {
-            scheme: spec.scheme,
-            addr,
-            router: Arc::new(spec.router),
-            options: spec.options,
-            udp,
-            tcp,
-            tcp_conns: Arc::new(AtomicUsize::new(0)),
-        });
+fn stop_listener(l: Listener) {
+    l.stop.store(true, Ordering::SeqCst);
+    let _ = l.tcp_stop.send(true);
+    for t in l.udp_threads {
+        let _ = t.join();
     }
-    Ok(out)
+    log::info!("stopped listening on {}://{}", l.scheme.as_str(), l.bound);
 }
 
 type Sockets = (Vec<std::net::UdpSocket>, Vec<std::net::TcpListener>, SocketAddr);
@@ -124,57 +228,6 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     s.bind(&addr.into())?;
     s.listen(1024)?;
     Ok(s.into())
-}
-
-/// Starts one thread per worker and serves until the process exits.
-pub fn start(bound: Vec<Bound>, workers: usize) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let mut per_worker: Vec<Vec<Task>> = (0..workers).map(|_| Vec::new()).collect();
-    for b in bound {
-        for (i, s) in b.udp.into_iter().enumerate() {
-            per_worker[i].push(Task::Udp(s, b.router.clone()));
-        }
-        for (i, l) in b.tcp.into_iter().enumerate() {
-            per_worker[i].push(Task::Tcp(l, b.router.clone(), b.options.clone(), b.tcp_conns.clone()));
-        }
-    }
-    let mut handles = Vec::new();
-    for (i, tasks) in per_worker.into_iter().enumerate() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let mut tcp = Vec::new();
-        for t in tasks {
-            match t {
-                Task::Udp(s, r) => {
-                    // NOTE: the UDP thread blocks in recv_from, so the socket must be blocking.
-                    s.set_nonblocking(false)?;
-                    let h = rt.handle().clone();
-                    handles.push(
-                        std::thread::Builder::new()
-                            .name(format!("ferrite-udp-{i}"))
-                            .spawn(move || udp::serve(s, r, h))?,
-                    );
-                }
-                Task::Tcp(l, r, o, c) => tcp.push((l, r, o, c)),
-            }
-        }
-        let h = std::thread::Builder::new().name(format!("ferrite-worker-{i}")).spawn(move || {
-            rt.block_on(async move {
-                let mut set = tokio::task::JoinSet::new();
-                for (l, r, o, c) in tcp {
-                    let l = tokio::net::TcpListener::from_std(l).expect("listener is non-blocking");
-                    set.spawn(tcp::serve(l, r, o, c));
-                }
-                // The runtime also finishes UDP queries that had to wait: keep it running.
-                std::future::pending::<()>().await;
-            });
-        })?;
-        handles.push(h);
-    }
-    Ok(handles)
-}
-
-enum Task {
-    Udp(std::net::UdpSocket, Arc<Router>),
-    Tcp(std::net::TcpListener, Arc<Router>, ServerOptions, Arc<AtomicUsize>),
 }
 
 /// How many workers to run: one per core, or `FERRITE_WORKERS`.

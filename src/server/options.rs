@@ -1,6 +1,7 @@
-//! Options of the listeners a server block is served on, set by setup-only plugins.
+//! Options of the listeners a server block is served on, and the process-wide services it asks
+//! for (HTTP side ports, reload, debug), set by setup-only plugins.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// Listener options for one server block. When blocks share a listener, the first block's
@@ -17,6 +18,16 @@ pub struct ServerOptions {
     pub tcp_max_connections: usize,
     /// Queries one TCP connection may send before it is closed; 0 is no limit.
     pub tcp_max_queries: usize,
+    /// `health`: where `/health` is served, and the lameduck period on shutdown.
+    pub health: Option<(SocketAddr, Duration)>,
+    /// `ready`: where `/ready` is served; true to keep checking after the first success.
+    pub ready: Option<(SocketAddr, bool)>,
+    /// `prometheus`: where `/metrics` is served; the block's queries are counted.
+    pub metrics: Option<SocketAddr>,
+    /// `reload`: how often the configuration is checked for changes, and the jitter.
+    pub reload: Option<(Duration, Duration)>,
+    /// `debug`: debug logging, and a line per query of this block.
+    pub debug: bool,
 }
 
 impl Default for ServerOptions {
@@ -27,6 +38,11 @@ impl Default for ServerOptions {
             tcp_idle_timeout: Duration::from_secs(10),
             tcp_max_connections: 1000,
             tcp_max_queries: 0,
+            health: None,
+            ready: None,
+            metrics: None,
+            reload: None,
+            debug: false,
         }
     }
 }

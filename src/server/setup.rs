@@ -20,13 +20,47 @@ pub struct ListenerSpec {
     pub scheme: Scheme,
     pub addr: SocketAddr,
     pub router: Router,
-    pub options: ServerOptions,
+}
+
+/// What one HTTP side address serves (several plugins and blocks may share it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    pub health: bool,
+    pub ready: bool,
+    pub metrics: bool,
+}
+
+/// A configuration set up and ready to serve.
+pub struct Plan {
+    pub listeners: Vec<ListenerSpec>,
+    /// HTTP side addresses and their paths.
+    pub http: BTreeMap<SocketAddr, Routes>,
+    /// `reload`'s interval and jitter, if any block has it.
+    pub reload: Option<(std::time::Duration, std::time::Duration)>,
+    /// The longest `health { lameduck }` of any block.
+    pub lameduck: std::time::Duration,
+    /// `ready { monitor continuously }` in any block.
+    pub ready_continuously: bool,
+    /// Every handler of every chain, for `/ready`.
+    pub plugins: Vec<Arc<dyn crate::plugin::Plugin>>,
+    pub debug: bool,
 }
 
 /// Sets up every block of `config`. `dns_port` is the port of keys that name none.
-pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Problem>> {
+pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut listeners: BTreeMap<(Scheme, SocketAddr), ListenerSpec> = BTreeMap::new();
+    let mut http: BTreeMap<SocketAddr, Routes> = BTreeMap::new();
+    let mut reload = None;
+    let mut lameduck = std::time::Duration::ZERO;
+    let mut ready_continuously = false;
+    let mut all_plugins: Vec<Arc<dyn crate::plugin::Plugin>> = Vec::new();
+    let mut debug = false;
+    // NOTE: the recorder must be installed before any plugin makes a metric handle, or the
+    // handle records into nothing.
+    if config.servers.iter().any(|b| b.plugins.iter().any(|p| p.name() == "prometheus")) {
+        crate::metrics::install();
+    }
     for block in &config.servers {
         let mut keys: Vec<Key> = Vec::new();
         for (i, text) in block.keys.iter().enumerate() {
@@ -82,6 +116,23 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
         if failed {
             continue;
         }
+        if let Some((addr, d)) = options.health {
+            http.entry(addr).or_default().health = true;
+            lameduck = lameduck.max(d);
+        }
+        if let Some((addr, continuously)) = options.ready {
+            http.entry(addr).or_default().ready = true;
+            ready_continuously |= continuously;
+        }
+        if let Some(addr) = options.metrics {
+            http.entry(addr).or_default().metrics = true;
+        }
+        if options.reload.is_some() {
+            reload = options.reload;
+        }
+        debug |= options.debug;
+        all_plugins.extend(handlers.iter().cloned());
+        let names: Vec<&'static str> = handlers.iter().map(|h| h.name()).collect();
         for key in keys.iter().filter(|k| k.scheme == Scheme::Dns) {
             let addrs: Vec<IpAddr> = if options.bind.is_empty() {
                 vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
@@ -92,14 +143,19 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
                 problems.push(SetupError::new(format!("{key}: bind leaves no address to listen on")).into());
             }
             let server: Arc<str> = Arc::from(format!("{}://{}:{}", key.scheme.as_str(), zone_label(&key.zone), key.port));
-            let chain = Arc::new(Chain { zone: key.zone.clone(), server, plugins: handlers.clone() });
+            let mut chain = Chain::new(key.zone.clone(), server.clone(), handlers.clone());
+            if options.metrics.is_some() {
+                let zone = key.zone.fmt_with_dot().to_string();
+                chain.metrics = Some(crate::metrics::ChainMetrics::new(&server, &zone, "", &names));
+            }
+            chain.debug = options.debug;
+            let chain = Arc::new(chain);
             for ip in addrs {
                 let addr = SocketAddr::new(ip, key.port);
                 let spec = listeners.entry((key.scheme, addr)).or_insert_with(|| ListenerSpec {
                     scheme: key.scheme,
                     addr,
-                    router: Router::default(),
-                    options: options.clone(),
+                    router: Router::with_options(options.clone()),
                 });
                 if let Err(e) = spec.router.insert(key.zone.clone(), chain.clone()) {
                     problems.push(SetupError::new(format!("{key}: {e}")).into());
@@ -108,7 +164,15 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
         }
     }
     if problems.is_empty() {
-        Ok(listeners.into_values().collect())
+        Ok(Plan {
+            listeners: listeners.into_values().collect(),
+            http,
+            reload,
+            lameduck,
+            ready_continuously,
+            plugins: all_plugins,
+            debug,
+        })
     } else {
         Err(problems)
     }

@@ -4,6 +4,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
 use bytes::{Buf, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,25 +17,41 @@ use super::chain::{handle, Outcome, Router};
 use super::options::ServerOptions;
 use crate::message::Proto;
 
-pub async fn serve(listener: TcpListener, router: Arc<Router>, opts: ServerOptions, conns: Arc<AtomicUsize>) {
+/// Open connections across all listeners; shutdown waits for them to finish their queries.
+pub(crate) static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+pub async fn serve(listener: TcpListener, router: Arc<ArcSwap<Router>>, conns: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) {
     loop {
-        let Ok((stream, peer)) = listener.accept().await else { continue };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let Ok((stream, peer)) = accepted else { continue };
+        let opts = router.load().options.clone();
         // NOTE: the count is shared by every worker's listener on this address.
         if conns.fetch_add(1, Ordering::AcqRel) >= opts.tcp_max_connections {
             conns.fetch_sub(1, Ordering::AcqRel);
             drop(stream);
             continue;
         }
-        let (router, opts, conns) = (router.clone(), opts.clone(), conns.clone());
+        OPEN.fetch_add(1, Ordering::SeqCst);
+        let (router, conns, stop) = (router.clone(), conns.clone(), stop.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            connection(stream, peer, &router, &opts).await;
+            connection(stream, peer, &router, &opts, stop).await;
             conns.fetch_sub(1, Ordering::AcqRel);
+            OPEN.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: std::net::SocketAddr, router: &Router, opts: &ServerOptions) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    router: &ArcSwap<Router>,
+    opts: &ServerOptions,
+    mut stop: watch::Receiver<bool>,
+) {
     let (mut rd, mut wr) = stream.split();
     let mut buf = BytesMut::with_capacity(4096);
     let mut pending = FuturesUnordered::new();
@@ -52,7 +71,7 @@ async fn connection(mut stream: TcpStream, peer: std::net::SocketAddr, router: &
             if opts.tcp_max_queries > 0 && queries >= opts.tcp_max_queries {
                 reading = false;
             }
-            match handle(wire, peer, Proto::Tcp, router) {
+            match handle(wire, peer, Proto::Tcp, &router.load()) {
                 Outcome::Drop => {}
                 Outcome::Reply(out) => {
                     if write_frame(&mut wr, &out).await.is_err() {
@@ -77,6 +96,8 @@ async fn connection(mut stream: TcpStream, peer: std::net::SocketAddr, router: &
                 deadline = Instant::now() + opts.tcp_idle_timeout;
             }
             _ = tokio::time::sleep_until(deadline), if pending.is_empty() => break,
+            // Shutting down: answer what was received, read nothing more.
+            _ = stop.changed(), if reading => reading = false,
         }
     }
     let _ = wr.shutdown().await;

@@ -6,25 +6,32 @@
 //! waiting is sent from this thread; a query a plugin must wait for (an upstream, a timer) is
 //! finished on the worker's runtime.
 
+use std::io::ErrorKind;
 use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use super::chain::{handle, Outcome, Router};
+use super::IN_FLIGHT;
 use crate::message::Proto;
 
-pub fn serve(sock: UdpSocket, router: Arc<Router>, rt: tokio::runtime::Handle) {
+pub fn serve(sock: UdpSocket, router: Arc<ArcSwap<Router>>, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
     // Plugins that start timers or sockets while being polled here need the runtime's context.
     let _guard = rt.enter();
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 65535];
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         let (n, peer) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
+            // The read timeout: look at the stop flag again.
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             // ICMP errors from earlier sends surface here on some kernels; they are not ours to act on.
             Err(_) => continue,
         };
+        let router = router.load();
         match handle(Bytes::copy_from_slice(&buf[..n]), peer, Proto::Udp, &router) {
             Outcome::Drop => {}
             Outcome::Reply(out) => {
@@ -32,11 +39,13 @@ pub fn serve(sock: UdpSocket, router: Arc<Router>, rt: tokio::runtime::Handle) {
             }
             Outcome::Pending(fut) => {
                 let sock = sock.clone();
+                IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
                 rt.spawn(async move {
                     let out = fut.await;
                     // A UDP send does not block on a socket with buffer space; a full buffer
                     // drops the reply, as the kernel would for a non-blocking send.
                     let _ = sock.send_to(&out, peer);
+                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         }

@@ -23,6 +23,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_ferrite");
 pub struct Ferrite {
     child: Child,
     pub port: u16,
+    /// HTTP side addresses, in the order they were reported.
+    pub http: Vec<SocketAddr>,
     pub dir: PathBuf,
     lines: mpsc::Receiver<String>,
 }
@@ -77,16 +79,23 @@ impl Ferrite {
                 let _ = tx2.send(format!("stderr: {l}"));
             }
         });
+        // The banner ends with the version line; the listeners are reported before it.
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        let port = loop {
+        let mut port = None;
+        let mut http = Vec::new();
+        loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
+                Ok(l) if l.starts_with("ferrite-") && port.is_some() => break,
                 Ok(l) => {
                     if let Some(rest) = l.strip_prefix("listening on dns://") {
                         let addr = rest.split_whitespace().next().unwrap_or_default();
                         let addr: SocketAddr = addr.parse().expect("listener address");
-                        break addr.port();
+                        port.get_or_insert(addr.port());
+                    }
+                    if let Some(rest) = l.strip_prefix("listening on http://") {
+                        http.push(rest.trim().parse().expect("http address"));
                     }
                     seen.push(l);
                 }
@@ -95,8 +104,9 @@ impl Ferrite {
                     panic!("ferrite did not start listening; output:\n{}", seen.join("\n"));
                 }
             }
-        };
-        Ferrite { child, port, dir: cwd.to_path_buf(), lines: rx }
+        }
+        let port = port.expect("a DNS listener");
+        Ferrite { child, port, http, dir: cwd.to_path_buf(), lines: rx }
     }
 
     pub fn v4(&self) -> SocketAddr {
@@ -127,6 +137,24 @@ impl Ferrite {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends a signal (libc's number) to the process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits up to `within` for the process to exit; its exit code, or `None` if it did not.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 }
 
@@ -232,6 +260,19 @@ pub fn tcp_read(s: &mut TcpStream) -> Option<Vec<u8>> {
     let mut b = vec![0u8; u16::from_be_bytes(len) as usize];
     s.read_exact(&mut b).ok()?;
     Some(b)
+}
+
+/// A plain HTTP GET; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let addr = if addr.ip().is_unspecified() { SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())) } else { addr };
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
 }
 
 /// Runs an external client (dig, kdig) and returns its stdout.
