@@ -213,3 +213,47 @@ async fn self_check(addr: SocketAddr) -> bool {
     let mut buf = [0u8; 12];
     s.read_exact(&mut buf).await.is_ok() && buf.starts_with(b"HTTP/1.1 200")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{BoxFuture, Next, ServeError};
+    use crate::message::{Reply, Request};
+
+    struct Waiting(AtomicBool);
+
+    impl Plugin for Waiting {
+        fn name(&self) -> &'static str {
+            "kubernetes"
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            Box::pin(std::future::ready(Ok(Reply::for_request(req))))
+        }
+
+        fn ready(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn ready_reports_plugins_then_stays_ready_until_told_otherwise() {
+        let routes = Routes { health: true, ready: true, metrics: false };
+        let p = Arc::new(Waiting(AtomicBool::new(false)));
+        set_plugins(vec![p.clone(), p.clone()], false);
+        let r = route(routes, "/ready");
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(not_ready(), Some(vec!["kubernetes"]), "named once");
+        p.0.store(true, Ordering::SeqCst);
+        assert_eq!(route(routes, "/ready").status(), StatusCode::OK);
+        // until-ready: a plugin that falls behind later does not fail the probe.
+        p.0.store(false, Ordering::SeqCst);
+        assert_eq!(route(routes, "/ready").status(), StatusCode::OK);
+        // continuously: it does.
+        set_plugins(vec![p.clone()], true);
+        assert_eq!(route(routes, "/ready").status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(route(routes, "/health").status(), StatusCode::OK);
+        assert_eq!(route(routes, "/metrics").status(), StatusCode::NOT_FOUND);
+        assert_eq!(route(Routes::default(), "/health").status(), StatusCode::NOT_FOUND);
+    }
+}
