@@ -167,3 +167,12 @@ fn sigterm_fails_readiness_first_then_lameduck_then_exit() {
     assert_eq!(f.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(t.elapsed() >= Duration::from_secs(2), "not before the lameduck period ended");
 }
+
+#[test]
+fn debug_logs_each_query_of_its_block() {
+    let f = Ferrite::start(".:0 {\n    debug\n    whoami\n}\n");
+    udp(f.v4(), Q::new("debug.example.", Rtype::A));
+    let line = f.wait_line("[DEBUG]", Duration::from_secs(5)).expect("a debug line");
+    assert!(line.contains("debug.example. IN A from 127.0.0.1:"), "{line}");
+    assert!(line.contains("NOERROR by plugin/whoami"), "{line}");
+}
