@@ -5,6 +5,8 @@
 //! block's server options). The chain calls `Plugin::serve(req, next)`; `next` is the rest of the
 //! chain. Plugins use only this module (see `prelude`), never the listeners or the config parser.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -81,17 +83,26 @@ pub struct Registration {
     pub parse: fn(&Directive) -> Result<crate::plugins::PluginConfig, SetupError>,
 }
 
-/// A failure while answering, mapped to the rcode the client gets.
+/// A failure while answering, mapped to the rcode the client gets; or, with `drop`, a decision
+/// to send the client nothing at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeError {
     pub rcode: domain::base::iana::Rcode,
     pub plugin: &'static str,
     pub message: String,
+    /// No reply is sent (acl's `drop`, erratic): the client times out. Not an error to log.
+    pub drop: bool,
 }
 
 impl ServeError {
     pub fn new(plugin: &'static str, rcode: domain::base::iana::Rcode, message: impl Into<String>) -> Self {
-        ServeError { rcode, plugin, message: message.into() }
+        ServeError { rcode, plugin, message: message.into(), drop: false }
+    }
+
+    /// The query is dropped: the server sends no reply. Plugins that wrap the chain see it as
+    /// an error with NOERROR, as CoreDNS's plugins see a handler that wrote nothing.
+    pub fn dropped(plugin: &'static str, message: impl Into<String>) -> Self {
+        ServeError { drop: true, ..Self::new(plugin, domain::base::iana::Rcode::NOERROR, message) }
     }
 
     pub fn servfail(plugin: &'static str, message: impl Into<String>) -> Self {
@@ -163,16 +174,40 @@ pub struct SetupCtx<'c> {
     /// Options of the listeners this block is served on (bind addresses, TCP limits).
     pub server: &'c mut ServerOptions,
     pub(crate) handlers: Vec<Arc<dyn Plugin>>,
+    /// Per-block state of plugins whose directives add up (see [`SetupCtx::state`]).
+    state: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 impl<'c> SetupCtx<'c> {
     pub fn new(zones: &'c [domain::base::name::Name<bytes::Bytes>], root: PathBuf, server: &'c mut ServerOptions) -> Self {
-        SetupCtx { zones, root, server, handlers: Vec::new() }
+        SetupCtx { zones, root, server, handlers: Vec::new(), state: HashMap::new() }
     }
 
     /// Adds a handler to the end of the block's chain.
     pub fn add_handler(&mut self, p: Arc<dyn Plugin>) {
         self.handlers.push(p);
+    }
+
+    /// Puts `p` in place of the block's handler of the same name, or adds it. With [`state`]
+    /// this lets the directives of one plugin in a block make one handler, as CoreDNS's
+    /// `rewrite` and `acl` do: a `stop` or an `allow` ends the evaluation of them all.
+    ///
+    /// [`state`]: SetupCtx::state
+    pub fn replace_handler(&mut self, p: Arc<dyn Plugin>) {
+        match self.handlers.iter_mut().find(|h| h.name() == p.name()) {
+            Some(h) => *h = p,
+            None => self.handlers.push(p),
+        }
+    }
+
+    /// State a plugin keeps from one of its directives to the next within this block, keyed by
+    /// its type; created with `Default` on first use.
+    pub fn state<T: Any + Send + Default>(&mut self) -> &mut T {
+        self.state
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut()
+            .expect("the entry for a TypeId holds that type")
     }
 
     pub fn into_handlers(self) -> Vec<Arc<dyn Plugin>> {

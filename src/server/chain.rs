@@ -24,15 +24,16 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// Runs the chain. Errors become a reply with their rcode; a panic becomes SERVFAIL and is
-    /// logged, and the server goes on serving.
-    pub async fn serve(&self, req: &mut Request) -> Reply {
+    /// Runs the chain. Errors become a reply with their rcode, a dropped query no reply (`None`);
+    /// a panic becomes SERVFAIL and is logged, and the server goes on serving.
+    pub async fn serve(&self, req: &mut Request) -> Option<Reply> {
         // A plugin may panic while building its future as well as while it runs: catch both.
         // The async block makes the first plugin's `serve` call happen inside the first poll.
         let result = AssertUnwindSafe(async { Next::new(&self.plugins).serve(req).await }).catch_unwind().await;
         match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => Reply::error(req, e.rcode),
+            Ok(Ok(reply)) => Some(reply),
+            Ok(Err(e)) if e.drop => None,
+            Ok(Err(e)) => Some(Reply::error(req, e.rcode)),
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -40,7 +41,7 @@ impl Chain {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".to_string());
                 log::error!("recovered from panic in server {:?} for {} {}: {what}", self.server, req.name_lower(), req.qtype);
-                Reply::error(req, Rcode::SERVFAIL)
+                Some(Reply::error(req, Rcode::SERVFAIL))
             }
         }
     }
@@ -81,8 +82,9 @@ impl Router {
 pub enum Outcome {
     Drop,
     Reply(Vec<u8>),
-    /// A plugin is waiting (an upstream, a timer): finish this on a task of its own.
-    Pending(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
+    /// A plugin is waiting (an upstream, a timer): finish this on a task of its own. `None` is a
+    /// query the chain dropped.
+    Pending(Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>),
 }
 
 /// Parses, routes and answers one packet. The chain is polled once here, so a reply that needs
@@ -102,12 +104,13 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
     req.server = chain.server.clone();
     let chain = chain.clone();
     let mut fut = Box::pin(async move {
-        let mut reply = chain.serve(&mut req).await;
+        let mut reply = chain.serve(&mut req).await?;
         finish_reply(&req, &mut reply);
-        reply.to_wire(req.max_reply_size())
+        Some(reply.to_wire(req.max_reply_size()))
     });
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(b) => Outcome::Reply(b),
+        Poll::Ready(Some(b)) => Outcome::Reply(b),
+        Poll::Ready(None) => Outcome::Drop,
         Poll::Pending => Outcome::Pending(fut),
     }
 }
@@ -189,5 +192,40 @@ mod tests {
         let mut r = Router::default();
         r.insert(Name::root_bytes(), chain(".", vec![])).expect("new");
         assert_eq!(answer(&r, "x.example.").rcode, domain::base::iana::OptRcode::SERVFAIL);
+    }
+
+    struct Drops;
+
+    impl Plugin for Drops {
+        fn name(&self) -> &'static str {
+            "drops"
+        }
+
+        fn serve<'a>(&'a self, _req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            Box::pin(std::future::ready(Err(ServeError::dropped("drops", "test"))))
+        }
+    }
+
+    #[test]
+    fn a_dropped_query_gets_no_reply() {
+        let mut r = Router::default();
+        r.insert(Name::root_bytes(), chain(".", vec![Arc::new(Drops)])).expect("new");
+        let client: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        assert!(matches!(handle(wire("x.example."), client, Proto::Udp, &r), Outcome::Drop));
+    }
+
+    #[test]
+    fn setup_state_and_replace_handler_merge_directives() {
+        let zones = [Name::root_bytes()];
+        let mut opts = crate::plugin::ServerOptions::default();
+        let mut ctx = crate::plugin::SetupCtx::new(&zones, std::path::PathBuf::new(), &mut opts);
+        ctx.add_handler(Arc::new(Panics));
+        for _ in 0..3 {
+            *ctx.state::<usize>() += 1;
+            ctx.replace_handler(Arc::new(Drops));
+        }
+        assert_eq!(*ctx.state::<usize>(), 3);
+        let names: Vec<&str> = ctx.into_handlers().iter().map(|h| h.name()).collect();
+        assert_eq!(names, ["panics", "drops"]);
     }
 }

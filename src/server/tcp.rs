@@ -71,8 +71,10 @@ async fn connection(mut stream: TcpStream, peer: std::net::SocketAddr, router: &
                 Ok(_) => deadline = Instant::now() + opts.tcp_idle_timeout,
             },
             Some(out) = pending.next(), if !pending.is_empty() => {
-                if write_frame(&mut wr, &out).await.is_err() {
-                    return;
+                if let Some(out) = out {
+                    if write_frame(&mut wr, &out).await.is_err() {
+                        return;
+                    }
                 }
                 deadline = Instant::now() + opts.tcp_idle_timeout;
             }

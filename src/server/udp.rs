@@ -33,7 +33,7 @@ pub fn serve(sock: UdpSocket, router: Arc<Router>, rt: tokio::runtime::Handle) {
             Outcome::Pending(fut) => {
                 let sock = sock.clone();
                 rt.spawn(async move {
-                    let out = fut.await;
+                    let Some(out) = fut.await else { return };
                     // A UDP send does not block on a socket with buffer space; a full buffer
                     // drops the reply, as the kernel would for a non-blocking send.
                     let _ = sock.send_to(&out, peer);
