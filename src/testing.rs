@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use domain::base::iana::{Class, Rcode, Rtype};
-use domain::base::name::{FlattenInto, Name};
+use domain::base::name::{FlattenInto, Name, ToName};
 use domain::zonefile::inplace::{Entry, Zonefile};
 
 use crate::config::directive::Directive;
@@ -209,6 +209,48 @@ impl Plugin for Fixed {
         let mut r = Reply::for_request(req);
         r.rcode = self.rcode.into();
         r.answer = self.answer.clone();
+        Box::pin(std::future::ready(Ok(r)))
+    }
+}
+
+/// A `next` plugin that answers from records (zone-file text) as an authoritative server would:
+/// records of the question's name and type, following CNAMEs among the records; NXDOMAIN for a
+/// name with no records, NODATA for a name without that type. Names compare case-insensitively.
+pub fn zone(records: &[&str]) -> Arc<dyn Plugin> {
+    Arc::new(Zone { records: records.iter().map(|t| rr(t)).collect() })
+}
+
+struct Zone {
+    records: Vec<Rr>,
+}
+
+impl Plugin for Zone {
+    fn name(&self) -> &'static str {
+        "zone"
+    }
+
+    fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+        let mut r = Reply::for_request(req);
+        let mut name = req.qname.clone();
+        if !self.records.iter().any(|x| x.owner().name_eq(&name)) {
+            r.rcode = Rcode::NXDOMAIN.into();
+        }
+        // A bound on the chain, so a CNAME loop among the records ends.
+        for _ in 0..8 {
+            let here: Vec<&Rr> = self.records.iter().filter(|x| x.owner().name_eq(&name)).collect();
+            let cname = here.iter().find(|x| x.rtype() == Rtype::CNAME && req.qtype != Rtype::CNAME);
+            match cname {
+                Some(c) => {
+                    r.answer.push((*c).clone());
+                    let domain::rdata::ZoneRecordData::Cname(t) = c.data() else { break };
+                    name = t.cname().clone();
+                }
+                None => {
+                    r.answer.extend(here.into_iter().filter(|x| x.rtype() == req.qtype || req.qtype == Rtype::ANY).cloned());
+                    break;
+                }
+            }
+        }
         Box::pin(std::future::ready(Ok(r)))
     }
 }
