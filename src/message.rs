@@ -132,6 +132,26 @@ impl Request {
     }
 }
 
+/// Parses one record in zone-file text with absolute names (a name without a trailing dot is
+/// taken as absolute, as CoreDNS's `dns.NewRR` does); a record without a TTL gets `default_ttl`,
+/// one without a class IN. For plugins that build records from text at run time (template).
+pub fn parse_rr(text: &str, default_ttl: u32) -> Result<Rr, String> {
+    use domain::zonefile::inplace::{Entry, Zonefile};
+    // NOTE: allow_invalid only lifts the one-class-per-file rule, which the default class
+    // would otherwise impose on a record of class CH.
+    let mut z = Zonefile::new().allow_invalid();
+    z.set_default_class(Class::IN);
+    z.extend_from_slice(format!("$TTL {default_ttl}\n").as_bytes());
+    z.extend_from_slice(text.as_bytes());
+    z.extend_from_slice(b"\n");
+    z.set_origin(Name::root_bytes());
+    match z.next_entry() {
+        Ok(Some(Entry::Record(r))) => Ok(r.flatten_into()),
+        Ok(_) => Err("not a record".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// A reply under construction. `Reply::for_request` starts one with the client's ID, flags and
 /// question; plugins fill in sections and the rcode.
 #[derive(Clone, Debug)]

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use crate::config::directive::{parse_duration, Directive, Line, Loc, Token};
-pub use crate::message::{Edns, EdnsOption, Proto, Reply, Request, Rr};
+pub use crate::message::{parse_rr, Edns, EdnsOption, Proto, Reply, Request, Rr};
 pub use crate::server::options::ServerOptions;
 
 /// Everything a plugin module usually needs.

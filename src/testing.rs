@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use domain::base::iana::{Class, Rcode, Rtype};
-use domain::base::name::{FlattenInto, Name, ToName};
-use domain::zonefile::inplace::{Entry, Zonefile};
+use domain::base::name::{Name, ToName};
 
 use crate::config::directive::Directive;
 use crate::message::{Edns, Proto, Reply, Request, Rr};
@@ -28,16 +27,7 @@ pub fn rr(text: &str) -> Rr {
 }
 
 pub fn try_rr(text: &str) -> Result<Rr, String> {
-    let mut z = Zonefile::new();
-    z.extend_from_slice(b"$TTL 0\n");
-    z.extend_from_slice(text.as_bytes());
-    z.extend_from_slice(b"\n");
-    z.set_origin(Name::root_bytes());
-    match z.next_entry() {
-        Ok(Some(Entry::Record(r))) => Ok(r.flatten_into()),
-        Ok(_) => Err("not a record".into()),
-        Err(e) => Err(e.to_string()),
-    }
+    crate::message::parse_rr(text, 0)
 }
 
 /// True when the record text gives a TTL (`name TTL [class] type ...`).
