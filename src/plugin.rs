@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::cidr::Cidr;
 pub use crate::config::directive::{parse_duration, Directive, Line, Loc, Token};
 pub use crate::message::{parse_rr, Edns, EdnsOption, Proto, Reply, Request, Rr};
 pub use crate::server::options::ServerOptions;
