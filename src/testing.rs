@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -288,6 +288,62 @@ impl Plugin for RecordCalls {
         self.calls.fetch_add(1, Ordering::SeqCst);
         *self.last.lock().expect("not poisoned") = Some(req.clone());
         Box::pin(std::future::ready(Ok(Reply::for_request(req))))
+    }
+}
+
+/// Runs `f` with a recorder that keeps counters, and returns them as `name{label=value,...}`
+/// (labels sorted) with their totals, sorted: to check a plugin's metrics by name and label.
+pub fn capture_counters<T>(f: impl FnOnce() -> T) -> (T, Vec<(String, u64)>) {
+    let rec = Counters::default();
+    let out = metrics::with_local_recorder(&rec, f);
+    let mut got: Vec<(String, u64)> =
+        rec.0.lock().expect("not poisoned").iter().map(|(k, v)| (k.clone(), v.load(Ordering::SeqCst))).collect();
+    got.sort();
+    (out, got)
+}
+
+#[derive(Default)]
+struct Counters(std::sync::Mutex<Vec<(String, Arc<AtomicU64>)>>);
+
+struct CounterCell(Arc<AtomicU64>);
+
+impl metrics::CounterFn for CounterCell {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::SeqCst);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.0.fetch_max(value, Ordering::SeqCst);
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let mut labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        labels.sort();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let mut all = self.0.lock().expect("not poisoned");
+        let cell = match all.iter().find(|(n, _)| *n == name) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = Arc::new(AtomicU64::new(0));
+                all.push((name, c.clone()));
+                c
+            }
+        };
+        metrics::Counter::from_arc(Arc::new(CounterCell(cell)))
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
     }
 }
 
