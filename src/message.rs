@@ -69,6 +69,50 @@ impl Edns {
     }
 }
 
+/// Labels and values a query collects on its way through the chain, as CoreDNS's metadata:
+/// plugins write `plugin/label` values, others read them (log's `{/label}`, template's
+/// `.Meta`, view's `metadata()`). Collection is off until the `metadata` plugin enables it for a
+/// query, so a server without it does no work for labels nobody reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    enabled: bool,
+    /// Few labels per query: a list is smaller and faster than a map.
+    entries: Vec<(String, String)>,
+}
+
+impl Metadata {
+    /// Turns collection on for this query (the `metadata` plugin does).
+    pub fn enable(&mut self) {
+        self.enabled = true;
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Sets `label` to `value`, replacing an earlier value; nothing happens while collection is
+    /// off. An empty value means "no metadata", as in CoreDNS.
+    pub fn set(&mut self, label: impl Into<String>, value: impl Into<String>) {
+        if !self.enabled {
+            return;
+        }
+        let (label, value) = (label.into(), value.into());
+        match self.entries.iter_mut().find(|(l, _)| *l == label) {
+            Some(e) => e.1 = value,
+            None => self.entries.push((label, value)),
+        }
+    }
+
+    /// The value of `label`; `None` when unset or empty.
+    pub fn get(&self, label: &str) -> Option<&str> {
+        self.entries.iter().find(|(l, _)| l == label).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(l, v)| (l.as_str(), v.as_str()))
+    }
+}
+
 /// A parsed query with its context. Plugins may change it before passing it on.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -88,6 +132,8 @@ pub struct Request {
     /// The query as received.
     pub wire: Bytes,
     pub received: Instant,
+    /// Labels plugins set for this query.
+    pub metadata: Metadata,
 }
 
 impl Request {
@@ -128,6 +174,7 @@ impl Request {
             server: Arc::from("dns://:53"),
             wire: Bytes::new(),
             received: Instant::now(),
+            metadata: Metadata::default(),
         }
     }
 }
@@ -481,6 +528,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         server: no_server(),
         wire,
         received: Instant::now(),
+        metadata: Metadata::default(),
     })
 }
 
@@ -551,6 +599,19 @@ mod tests {
         assert!(!back.header.tc());
         assert!(back.additional.len() < 40 && !back.additional.is_empty());
         assert!(back.edns.expect("OPT kept").dnssec_ok);
+    }
+
+    #[test]
+    fn metadata_is_collected_only_once_enabled() {
+        let mut m = Metadata::default();
+        m.set("a/b", "1");
+        assert_eq!(m.get("a/b"), None, "off by default");
+        m.enable();
+        m.set("a/b", "1");
+        m.set("a/b", "2");
+        m.set("a/empty", "");
+        assert_eq!((m.get("a/b"), m.get("a/empty"), m.get("x/y")), (Some("2"), None, None));
+        assert_eq!(m.iter().count(), 2);
     }
 
     #[test]
