@@ -155,9 +155,8 @@ impl LocalData {
                 let port: u16 = req.server.rsplit(':').next()?.parse().ok()?;
                 Bytes::copy_from_slice(&port.to_be_bytes())
             }
-            // Metadata labels are not available yet: the rule is skipped, as CoreDNS does for a
-            // label nobody set.
-            LocalData::Metadata(_) => return None,
+            // A label nobody set skips the rule, as in CoreDNS.
+            LocalData::Metadata(label) => Bytes::copy_from_slice(req.metadata.get(label)?.as_bytes()),
         })
     }
 }

@@ -374,6 +374,8 @@ fn edns0_local_nsid_and_subnet() {
     assert_eq!(e.options, vec![local(1, &[0, 1])]);
     let e = edns_seen(&["rewrite edns0 local set 1 {qname}"], None).expect("OPT");
     assert_eq!(e.options, vec![local(1, b"example.org.")]);
+    // A metadata label: skipped while unset.
+    assert!(edns_seen(&["rewrite edns0 local set 1 {metadata/vrf}"], None).is_none());
     let e = edns_seen(&["rewrite edns0 nsid set"], None).expect("OPT");
     assert_eq!(e.options, vec![local(3, b"")]);
     // A prefix off an octet boundary masks the last octet.
@@ -405,4 +407,16 @@ fn ron_rules_are_checked_at_setup() {
         let cfg = crate::config::from_ron(&text, "t.ron").unwrap_or_else(|e| panic!("{ron}: {e:?}"));
         assert_eq!(crate::server::setup::build(&cfg, 0).is_ok(), ok, "{ron}");
     }
+}
+
+#[test]
+fn edns0_local_from_metadata() {
+    let rec = record_calls();
+    let chain = with(block(&["rewrite edns0 local set 0xffee {metadata/vrf}"]), rec.clone());
+    let mut req = query("example.org.", Rtype::A);
+    req.metadata.enable();
+    req.metadata.set("metadata/vrf", "VRF1");
+    serve(&chain, &mut req).expect("answers");
+    let seen = rec.last.lock().expect("lock").clone().expect("called");
+    assert_eq!(seen.edns.expect("OPT").options, vec![local(0xffee, b"VRF1")]);
 }

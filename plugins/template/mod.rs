@@ -338,7 +338,7 @@ impl Plugin for TemplatePlugin {
         let remote = req.client.ip().to_string();
         let message = || message_text(req);
         let question = || question_text(req);
-        let meta = |_: &str| None;
+        let meta = |label: &str| req.metadata.get(label).map(str::to_string);
         let d = Data {
             zone,
             name: &name,

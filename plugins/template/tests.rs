@@ -274,3 +274,13 @@ fn rejects_bad_configuration_with_its_place() {
         assert!(e.loc.is_some(), "{text}: no location in {e}");
     }
 }
+
+#[test]
+fn meta_reads_the_request_metadata() {
+    let c = chain("template IN TXT example {\n    answer \"{{ .Name }} 5 IN TXT \\\"{{ .Meta \\\"metadata/vrf\\\" }}\\\"\"\n}", &["."]);
+    let mut req = query("a.example.", Rtype::TXT);
+    req.metadata.enable();
+    req.metadata.set("metadata/vrf", "VRF1");
+    let reply = serve(&c, &mut req).expect("answers");
+    assert_eq!(reply.answer[0].to_string(), "a.example. 5 IN TXT \"VRF1\"");
+}
