@@ -134,6 +134,8 @@ pub struct Request {
     pub received: Instant,
     /// Labels plugins set for this query.
     pub metadata: Metadata,
+    /// The view of the server block that took the query (`view` plugin); empty without one.
+    pub view: Arc<str>,
 }
 
 impl Request {
@@ -175,6 +177,7 @@ impl Request {
             wire: Bytes::new(),
             received: Instant::now(),
             metadata: Metadata::default(),
+            view: Arc::from(""),
         }
     }
 }
@@ -529,10 +532,12 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         wire,
         received: Instant::now(),
         metadata: Metadata::default(),
+        view: no_server(),
     })
 }
 
-/// The server label of a request not yet routed; shared so parsing allocates no string.
+/// The empty server and view labels of a request not yet routed; shared so parsing allocates no
+/// string.
 fn no_server() -> Arc<str> {
     static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(|| Arc::from("")).clone()

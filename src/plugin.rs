@@ -166,6 +166,22 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
+/// Runs on every query routed to a block, before the block's filters and chain: metadata is
+/// collected here so that filters can read it.
+pub type Collector = Arc<dyn Fn(&mut Request) + Send + Sync>;
+
+/// Decides whether a block takes a query. Blocks serving the same zone on one listener are
+/// tried in the order they are written; the first whose filters all pass answers (`view`).
+pub type Filter = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
+
+/// What setup made of one server block, for the server to build its chain from.
+pub(crate) struct BlockParts {
+    pub handlers: Vec<Arc<dyn Plugin>>,
+    pub collectors: Vec<Collector>,
+    pub filters: Vec<Filter>,
+    pub view: Arc<str>,
+}
+
 /// What a plugin's `setup` sees of one server block, and how it contributes to it.
 pub struct SetupCtx<'c> {
     /// The block's zones, lower case, fully qualified.
@@ -175,13 +191,46 @@ pub struct SetupCtx<'c> {
     /// Options of the listeners this block is served on (bind addresses, TCP limits).
     pub server: &'c mut ServerOptions,
     pub(crate) handlers: Vec<Arc<dyn Plugin>>,
+    collectors: Vec<Collector>,
+    filters: Vec<Filter>,
+    view: Option<Arc<str>>,
     /// Per-block state of plugins whose directives add up (see [`SetupCtx::state`]).
     state: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 impl<'c> SetupCtx<'c> {
     pub fn new(zones: &'c [domain::base::name::Name<bytes::Bytes>], root: PathBuf, server: &'c mut ServerOptions) -> Self {
-        SetupCtx { zones, root, server, handlers: Vec::new(), state: HashMap::new() }
+        SetupCtx {
+            zones,
+            root,
+            server,
+            handlers: Vec::new(),
+            collectors: Vec::new(),
+            filters: Vec::new(),
+            view: None,
+            state: HashMap::new(),
+        }
+    }
+
+    /// Adds a collector, run on each query routed to this block before its filters.
+    pub fn add_collector(&mut self, c: Collector) {
+        self.collectors.push(c);
+    }
+
+    /// Adds a filter: the block takes only queries every filter passes, and other blocks for the
+    /// same zone get the rest.
+    pub fn add_filter(&mut self, f: Filter) {
+        self.filters.push(f);
+    }
+
+    /// Names the block's view; queries it takes carry the name (`Request::view`), for metrics.
+    /// Fails if the block already has one.
+    pub fn set_view(&mut self, name: &str) -> Result<(), SetupError> {
+        if let Some(v) = &self.view {
+            return Err(SetupError::new(format!("the block already has view {v:?}")));
+        }
+        self.view = Some(Arc::from(name));
+        Ok(())
     }
 
     /// Adds a handler to the end of the block's chain.
@@ -213,6 +262,15 @@ impl<'c> SetupCtx<'c> {
 
     pub fn into_handlers(self) -> Vec<Arc<dyn Plugin>> {
         self.handlers
+    }
+
+    pub(crate) fn into_parts(self) -> BlockParts {
+        BlockParts {
+            handlers: self.handlers,
+            collectors: self.collectors,
+            filters: self.filters,
+            view: self.view.unwrap_or_else(|| Arc::from("")),
+        }
     }
 
     /// Resolves a path from the configuration against `root`.

@@ -175,6 +175,26 @@ pub fn setup_with_options(text: &str, zones: &[&str]) -> Result<(Vec<Arc<dyn Plu
     Ok((handlers, opts))
 }
 
+/// The router of the first listener a server reading `corefile` would open (keys without a
+/// port get 53): for tests of plugins that act on whole blocks (metadata, view).
+pub fn corefile_router(corefile: &str) -> crate::server::chain::Router {
+    let cfg = crate::config::from_corefile_str(corefile, "<test>").unwrap_or_else(|p| panic!("{p:?}"));
+    let mut specs = crate::server::setup::build(&cfg, 53).unwrap_or_else(|p| panic!("{p:?}"));
+    assert!(!specs.is_empty(), "no listener");
+    specs.swap_remove(0).router
+}
+
+/// Routes `req` as the server does (collectors, then filters, block by block) and serves it
+/// through the chosen block's chain. `None` is a dropped query; no block is REFUSED.
+pub fn serve_routed(router: &crate::server::chain::Router, req: &mut Request) -> Option<Reply> {
+    let Some(chain) = router.route(req) else { return Some(Reply::error(req, Rcode::REFUSED)) };
+    req.zone = chain.zone.clone();
+    req.server = chain.server.clone();
+    req.view = chain.view.clone();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(chain.serve(req))
+}
+
 /// A `next` plugin that answers with fixed records (zone-file text) in the answer section.
 pub fn fixed_reply(records: &[&str]) -> Arc<dyn Plugin> {
     Arc::new(Fixed { answer: records.iter().map(|t| rr(t)).collect(), rcode: Rcode::NOERROR })
@@ -378,7 +398,7 @@ pub fn check_contract(c: &Contract) {
     router
         .insert(
             Name::root_bytes(),
-            Arc::new(crate::server::chain::Chain { zone: Name::root_bytes(), server: Arc::from("dns://:53"), plugins: handlers.clone() }),
+            Arc::new(crate::server::chain::Chain::new(Name::root_bytes(), Arc::from("dns://:53"), handlers.clone())),
         )
         .expect("one zone");
     let client: SocketAddr = "127.0.0.1:5000".parse().expect("addr");

@@ -13,7 +13,7 @@ use domain::base::name::Name;
 use futures_util::FutureExt;
 
 use crate::message::{finish_reply, parse_query, Proto, Rejected, Reply, Request};
-use crate::plugin::{Next, Plugin};
+use crate::plugin::{Collector, Filter, Next, Plugin};
 
 /// One server block's chain, as served for one zone.
 pub struct Chain {
@@ -21,9 +21,20 @@ pub struct Chain {
     /// The listener address as CoreDNS labels it, e.g. `dns://:53`.
     pub server: Arc<str>,
     pub plugins: Vec<Arc<dyn Plugin>>,
+    /// Run on each query routed here, before `filters`.
+    pub collectors: Vec<Collector>,
+    /// The block takes a query only if all pass (`view`); none means every query.
+    pub filters: Vec<Filter>,
+    /// The block's view name, or empty.
+    pub view: Arc<str>,
 }
 
 impl Chain {
+    /// A chain that takes every query routed to its zone.
+    pub fn new(zone: Name<Bytes>, server: Arc<str>, plugins: Vec<Arc<dyn Plugin>>) -> Chain {
+        Chain { zone, server, plugins, collectors: Vec::new(), filters: Vec::new(), view: Arc::from("") }
+    }
+
     /// Runs the chain. Errors become a reply with their rcode, a dropped query no reply (`None`);
     /// a panic becomes SERVFAIL and is logged, and the server goes on serving.
     pub async fn serve(&self, req: &mut Request) -> Option<Reply> {
@@ -50,23 +61,42 @@ impl Chain {
 /// The server blocks of one listener, by zone.
 #[derive(Default)]
 pub struct Router {
-    /// Longest zone first, so the first suffix match is the most specific.
+    /// Longest zone first, so the first suffix match is the most specific; blocks of one zone
+    /// in the order they were inserted (the sort is stable).
     entries: Vec<(Name<Bytes>, Arc<Chain>)>,
 }
 
 impl Router {
+    /// Adds a block. A zone may have several blocks on one listener only while those before the
+    /// new one have filters (views): a block without one takes every query left.
     pub fn insert(&mut self, zone: Name<Bytes>, chain: Arc<Chain>) -> Result<(), String> {
-        if self.entries.iter().any(|(z, _)| z == &zone) {
-            return Err(format!("zone {} is defined twice for this address", zone.fmt_with_dot()));
+        if self.entries.iter().any(|(z, c)| z == &zone && c.filters.is_empty()) {
+            return Err(format!(
+                "zone {} is defined twice for this address (only blocks with a view may share a zone, and a block without one must come last)",
+                zone.fmt_with_dot()
+            ));
         }
         self.entries.push((zone, chain));
         self.entries.sort_by_key(|(z, _)| std::cmp::Reverse(z.label_count()));
         Ok(())
     }
 
-    /// The block for `qname`: the longest zone it is in (`.` matches every name).
-    pub fn route(&self, qname: &Name<Bytes>) -> Option<&Arc<Chain>> {
-        self.entries.iter().find(|(z, _)| qname.ends_with(z)).map(|(_, c)| c)
+    /// The block for `req`: of the blocks whose zone holds the name, longest zone first and in
+    /// order within a zone, the first whose filters pass (after its collectors ran), as CoreDNS's
+    /// server picks a view. `.` holds every name.
+    pub fn route(&self, req: &mut Request) -> Option<&Arc<Chain>> {
+        for (z, c) in &self.entries {
+            if !req.qname.ends_with(z) {
+                continue;
+            }
+            for collect in &c.collectors {
+                collect(req);
+            }
+            if c.filters.iter().all(|f| f(req)) {
+                return Some(c);
+            }
+        }
+        None
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &Name<Bytes>> {
@@ -95,13 +125,14 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         Err(Rejected::Drop) => return Outcome::Drop,
         Err(Rejected::Reply(b)) => return Outcome::Reply(b),
     };
-    let Some(chain) = router.route(&req.qname) else {
+    let Some(chain) = router.route(&mut req) else {
         let mut reply = Reply::error(&req, Rcode::REFUSED);
         finish_reply(&req, &mut reply);
         return Outcome::Reply(reply.to_wire(req.max_reply_size()));
     };
     req.zone = chain.zone.clone();
     req.server = chain.server.clone();
+    req.view = chain.view.clone();
     let chain = chain.clone();
     let mut fut = Box::pin(async move {
         let mut reply = chain.serve(&mut req).await?;
@@ -130,7 +161,7 @@ mod tests {
     }
 
     fn chain(zone: &str, plugins: Vec<Arc<dyn Plugin>>) -> Arc<Chain> {
-        Arc::new(Chain { zone: name(zone), server: Arc::from("dns://:53"), plugins })
+        Arc::new(Chain::new(name(zone), Arc::from("dns://:53"), plugins))
     }
 
     fn wire(qname: &str) -> Bytes {
@@ -227,5 +258,50 @@ mod tests {
         assert_eq!(*ctx.state::<usize>(), 3);
         let names: Vec<&str> = ctx.into_handlers().iter().map(|h| h.name()).collect();
         assert_eq!(names, ["panics", "drops"]);
+    }
+
+    struct Named(&'static str);
+
+    impl Plugin for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            let mut r = Reply::for_request(req);
+            r.answer.push(crate::testing::rr(&format!("{} 0 IN TXT {} {}", req.qname, self.0, req.metadata.get("t/n").unwrap_or("-"))));
+            Box::pin(std::future::ready(Ok(r)))
+        }
+    }
+
+    fn viewed(tag: &'static str, filter: Option<Filter>) -> Arc<Chain> {
+        let mut c = Chain::new(Name::root_bytes(), Arc::from("dns://:53"), vec![Arc::new(Named(tag))]);
+        c.view = Arc::from(tag);
+        c.collectors.push(Arc::new(|r: &mut Request| {
+            r.metadata.enable();
+            r.metadata.set("t/n", r.qname.to_string());
+        }));
+        if let Some(f) = filter {
+            c.filters.push(f);
+        }
+        Arc::new(c)
+    }
+
+    #[test]
+    fn blocks_of_one_zone_are_tried_in_order_by_their_filters() {
+        let mut r = Router::default();
+        let starts = |p: &'static str| -> Filter { Arc::new(move |q: &Request| q.metadata.get("t/n").is_some_and(|n| n.starts_with(p))) };
+        r.insert(Name::root_bytes(), viewed("a", Some(starts("a")))).expect("first view");
+        r.insert(Name::root_bytes(), viewed("b", Some(starts("b")))).expect("second view");
+        r.insert(Name::root_bytes(), viewed("rest", None)).expect("a default last");
+        assert!(r.insert(Name::root_bytes(), viewed("late", Some(starts("l")))).is_err(), "nothing after a default");
+        let text = |q: &str| answer(&r, q).answer[0].to_string();
+        assert_eq!(text("a1.example."), "a1.example. 0 IN TXT \"a\" \"a1.example\"");
+        assert_eq!(text("b1.example."), "b1.example. 0 IN TXT \"b\" \"b1.example\"");
+        assert_eq!(text("c1.example."), "c1.example. 0 IN TXT \"rest\" \"c1.example\"");
+        // Views only: a query none takes is REFUSED.
+        let mut r = Router::default();
+        r.insert(Name::root_bytes(), viewed("a", Some(starts("a")))).expect("view");
+        assert_eq!(answer(&r, "z.example.").rcode, domain::base::iana::OptRcode::REFUSED);
     }
 }

@@ -78,7 +78,7 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
                 failed = true;
             }
         }
-        let handlers = ctx.into_handlers();
+        let parts = ctx.into_parts();
         if failed {
             continue;
         }
@@ -92,7 +92,14 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
                 problems.push(SetupError::new(format!("{key}: bind leaves no address to listen on")).into());
             }
             let server: Arc<str> = Arc::from(format!("{}://{}:{}", key.scheme.as_str(), zone_label(&key.zone), key.port));
-            let chain = Arc::new(Chain { zone: key.zone.clone(), server, plugins: handlers.clone() });
+            let chain = Arc::new(Chain {
+                zone: key.zone.clone(),
+                server,
+                plugins: parts.handlers.clone(),
+                collectors: parts.collectors.clone(),
+                filters: parts.filters.clone(),
+                view: parts.view.clone(),
+            });
             for ip in addrs {
                 let addr = SocketAddr::new(ip, key.port);
                 let spec = listeners.entry((key.scheme, addr)).or_insert_with(|| ListenerSpec {
