@@ -212,7 +212,7 @@ impl Plugin for Acl {
             };
             let Some(p) = rule.policies.iter().find(|p| p.matches(req.qtype, ip)) else { continue };
             let count = |name: &'static str| {
-                metrics::counter!(name, "server" => req.server.to_string(), "zone" => zone.fmt_with_dot().to_string(), "view" => "")
+                metrics::counter!(name, "server" => req.server.to_string(), "zone" => zone.fmt_with_dot().to_string(), "view" => req.view.to_string())
                     .increment(1)
             };
             let reply = match p.action {
@@ -232,7 +232,7 @@ impl Plugin for Acl {
             };
             return Box::pin(std::future::ready(reply));
         }
-        metrics::counter!(ALLOWED_TOTAL, "server" => req.server.to_string(), "view" => "").increment(1);
+        metrics::counter!(ALLOWED_TOTAL, "server" => req.server.to_string(), "view" => req.view.to_string()).increment(1);
         next.serve(req)
     }
 }

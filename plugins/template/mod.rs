@@ -252,7 +252,7 @@ impl TemplatePlugin {
         let mut out = Vec::with_capacity(list.len());
         for (text, t) in list {
             let labels = |m: &'static str| {
-                metrics::counter!(m, "server" => req.server.to_string(), "zone" => d.zone.to_string(), "view" => "",
+                metrics::counter!(m, "server" => req.server.to_string(), "zone" => d.zone.to_string(), "view" => req.view.to_string(),
                     "class" => d.class.to_string(), "type" => d.qtype.to_string(), "section" => section, "template" => text.clone())
                 .increment(1)
             };
@@ -317,7 +317,7 @@ impl Plugin for TemplatePlugin {
         };
         let class = if req.qclass == Class::ANY { self.class } else { req.qclass }.to_string();
         let qtype = if req.qtype == Rtype::ANY { self.qtype } else { req.qtype }.to_string();
-        metrics::counter!(MATCHES_TOTAL, "server" => req.server.to_string(), "zone" => zone.to_string(), "view" => "",
+        metrics::counter!(MATCHES_TOTAL, "server" => req.server.to_string(), "zone" => zone.to_string(), "view" => req.view.to_string(),
             "class" => class.clone(), "type" => qtype.clone())
         .increment(1);
         if self.rcode == Rcode::SERVFAIL {
