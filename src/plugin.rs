@@ -223,10 +223,10 @@ impl<'c> SetupCtx<'c> {
         self.filters.push(f);
     }
 
-    /// Names the block's view; queries it takes carry the name (`Request::view`), for metrics.
-    /// Fails if the block already has one.
+    /// Names the block's view; queries it takes carry the name (`Request::view` and, when
+    /// metadata is collected, the label `view/name`). Fails if the block has another name.
     pub fn set_view(&mut self, name: &str) -> Result<(), SetupError> {
-        if let Some(v) = &self.view {
+        if let Some(v) = self.view.as_deref().filter(|v| *v != name) {
             return Err(SetupError::new(format!("the block already has view {v:?}")));
         }
         self.view = Some(Arc::from(name));

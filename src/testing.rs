@@ -188,9 +188,7 @@ pub fn corefile_router(corefile: &str) -> crate::server::chain::Router {
 /// through the chosen block's chain. `None` is a dropped query; no block is REFUSED.
 pub fn serve_routed(router: &crate::server::chain::Router, req: &mut Request) -> Option<Reply> {
     let Some(chain) = router.route(req) else { return Some(Reply::error(req, Rcode::REFUSED)) };
-    req.zone = chain.zone.clone();
-    req.server = chain.server.clone();
-    req.view = chain.view.clone();
+    chain.accept(req);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(chain.serve(req))
 }

@@ -30,6 +30,16 @@ pub struct Chain {
 }
 
 impl Chain {
+    /// Marks `req` as taken by this block: its zone, server and view.
+    pub fn accept(&self, req: &mut Request) {
+        req.zone = self.zone.clone();
+        req.server = self.server.clone();
+        req.view = self.view.clone();
+        if !self.view.is_empty() {
+            req.metadata.set("view/name", &*self.view);
+        }
+    }
+
     /// A chain that takes every query routed to its zone.
     pub fn new(zone: Name<Bytes>, server: Arc<str>, plugins: Vec<Arc<dyn Plugin>>) -> Chain {
         Chain { zone, server, plugins, collectors: Vec::new(), filters: Vec::new(), view: Arc::from("") }
@@ -130,9 +140,7 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         finish_reply(&req, &mut reply);
         return Outcome::Reply(reply.to_wire(req.max_reply_size()));
     };
-    req.zone = chain.zone.clone();
-    req.server = chain.server.clone();
-    req.view = chain.view.clone();
+    chain.accept(&mut req);
     let chain = chain.clone();
     let mut fut = Box::pin(async move {
         let mut reply = chain.serve(&mut req).await?;
