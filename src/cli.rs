@@ -185,7 +185,7 @@ fn run(cli: &Cli) -> i32 {
         Ok(c) => c,
         Err(p) => return report(&p),
     };
-    let specs = match server::setup::build(&cfg, cli.dns_port) {
+    let (specs, hooks) = match server::setup::build_with_hooks(&cfg, cli.dns_port) {
         Ok(s) => s,
         Err(p) => return report(&p),
     };
@@ -216,6 +216,10 @@ fn run(cli: &Cli) -> i32 {
         eprintln!("cannot start workers: {e}");
         return 1;
     }
+    // The listeners are open and serving: what blocks asked to run at startup runs now.
+    for h in &hooks.startup {
+        h();
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime builds");
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
@@ -226,6 +230,9 @@ fn run(cli: &Cli) -> i32 {
             _ = int.recv() => {}
         }
     });
+    for h in &hooks.shutdown {
+        h();
+    }
     if let Some(p) = &cli.pidfile {
         let _ = std::fs::remove_file(p);
     }

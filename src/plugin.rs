@@ -174,12 +174,17 @@ pub type Collector = Arc<dyn Fn(&mut Request) + Send + Sync>;
 /// tried in the order they are written; the first whose filters all pass answers (`view`).
 pub type Filter = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
 
+/// Runs once when the server has started serving, or once when it shuts down (`on`).
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
 /// What setup made of one server block, for the server to build its chain from.
 pub(crate) struct BlockParts {
     pub handlers: Vec<Arc<dyn Plugin>>,
     pub collectors: Vec<Collector>,
     pub filters: Vec<Filter>,
     pub view: Arc<str>,
+    pub startup: Vec<Hook>,
+    pub shutdown: Vec<Hook>,
 }
 
 /// What a plugin's `setup` sees of one server block, and how it contributes to it.
@@ -194,6 +199,8 @@ pub struct SetupCtx<'c> {
     collectors: Vec<Collector>,
     filters: Vec<Filter>,
     view: Option<Arc<str>>,
+    startup: Vec<Hook>,
+    shutdown: Vec<Hook>,
     /// Per-block state of plugins whose directives add up (see [`SetupCtx::state`]).
     state: HashMap<TypeId, Box<dyn Any + Send>>,
 }
@@ -208,8 +215,20 @@ impl<'c> SetupCtx<'c> {
             collectors: Vec::new(),
             filters: Vec::new(),
             view: None,
+            startup: Vec::new(),
+            shutdown: Vec::new(),
             state: HashMap::new(),
         }
+    }
+
+    /// Runs `h` once, after the server has started listening (not for `ferrite check`).
+    pub fn on_startup(&mut self, h: Hook) {
+        self.startup.push(h);
+    }
+
+    /// Runs `h` once, when the server shuts down on SIGTERM or SIGINT.
+    pub fn on_shutdown(&mut self, h: Hook) {
+        self.shutdown.push(h);
     }
 
     /// Adds a collector, run on each query routed to this block before its filters.
@@ -270,6 +289,8 @@ impl<'c> SetupCtx<'c> {
             collectors: self.collectors,
             filters: self.filters,
             view: self.view.unwrap_or_else(|| Arc::from("")),
+            startup: self.startup,
+            shutdown: self.shutdown,
         }
     }
 

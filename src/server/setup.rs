@@ -12,7 +12,7 @@ use super::chain::{Chain, Router};
 use super::options::ServerOptions;
 use crate::config::keys::{parse_key, Key, Scheme};
 use crate::config::{locate, Config, Problem};
-use crate::plugin::{SetupCtx, SetupError};
+use crate::plugin::{Hook, SetupCtx, SetupError};
 use crate::plugins::REGISTRY;
 
 /// Everything served on one address.
@@ -23,8 +23,22 @@ pub struct ListenerSpec {
     pub options: ServerOptions,
 }
 
+/// What blocks asked to run when the server starts and when it stops (`on`).
+#[derive(Default, Clone)]
+pub struct Hooks {
+    pub startup: Vec<Hook>,
+    pub shutdown: Vec<Hook>,
+}
+
 /// Sets up every block of `config`. `dns_port` is the port of keys that name none.
 pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Problem>> {
+    build_with_hooks(config, dns_port).map(|(l, _)| l)
+}
+
+/// Like [`build`], and also returns the blocks' startup and shutdown hooks, each once per
+/// block whatever its number of keys.
+pub fn build_with_hooks(config: &Config, dns_port: u16) -> Result<(Vec<ListenerSpec>, Hooks), Vec<Problem>> {
+    let mut hooks = Hooks::default();
     let mut problems = Vec::new();
     let mut listeners: BTreeMap<(Scheme, SocketAddr), ListenerSpec> = BTreeMap::new();
     for block in &config.servers {
@@ -82,6 +96,8 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
         if failed {
             continue;
         }
+        hooks.startup.extend(parts.startup.iter().cloned());
+        hooks.shutdown.extend(parts.shutdown.iter().cloned());
         for key in keys.iter().filter(|k| k.scheme == Scheme::Dns) {
             let addrs: Vec<IpAddr> = if options.bind.is_empty() {
                 vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
@@ -115,7 +131,7 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
         }
     }
     if problems.is_empty() {
-        Ok(listeners.into_values().collect())
+        Ok((listeners.into_values().collect(), hooks))
     } else {
         Err(problems)
     }
