@@ -154,6 +154,16 @@ pub fn run_cases(chain: &[Arc<dyn Plugin>], cases: &[Case]) {
     assert!(errors.is_empty(), "{} case(s) failed:\n{}", errors.len(), errors.join("\n"));
 }
 
+/// A fresh, empty temporary directory for one test.
+pub fn temp_dir_for(tag: &str) -> std::path::PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("ferrite-unit-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 /// Parses and sets up one directive (`"log . {name}"`) for a block serving `zones`.
 pub fn setup(text: &str, zones: &[&str]) -> Result<Vec<Arc<dyn Plugin>>, SetupError> {
     setup_with_options(text, zones).map(|(h, _)| h)
