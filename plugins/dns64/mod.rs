@@ -153,7 +153,13 @@ impl Plugin for Dns64 {
             return next.serve(req);
         }
         Box::pin(async move {
-            let first = next.serve(req).await?;
+            let first = match next.serve(req).await {
+                Ok(r) => r,
+                Err(e) if e.drop => return Err(e),
+                // §5.1.2: an rcode other than NOERROR and NXDOMAIN counts as an answer without
+                // AAAA records.
+                Err(e) => Reply::error(req, e.rcode),
+            };
             if !self.needs_synthesis(req, &first) {
                 return Ok(first);
             }

@@ -133,3 +133,28 @@ fn rejects_bad_prefixes() {
         assert!(e.to_string().contains(want), "{text}: {e}");
     }
 }
+
+#[test]
+fn an_error_answer_counts_as_empty() {
+    // The first plugin has no AAAA and fails for it; the A comes from further down.
+    let mut c = setup("dns64", &["."]).expect("sets up");
+    c.push(Arc::new(FailAaaa));
+    c.push(zone(ZONE));
+    run_from(&c, "::1", &[Case { qname: "soa.example.", qtype: Rtype::AAAA, answer: &["soa.example. 30 IN AAAA 64:ff9b::c000:22c"], ..Case::EMPTY }]);
+}
+
+/// Fails AAAA queries with SERVFAIL, passes the rest on.
+struct FailAaaa;
+
+impl Plugin for FailAaaa {
+    fn name(&self) -> &'static str {
+        "fail_aaaa"
+    }
+
+    fn serve<'a>(&'a self, req: &'a mut crate::plugin::Request, next: crate::plugin::Next<'a>) -> crate::plugin::BoxFuture<'a, Result<crate::plugin::Reply, crate::plugin::ServeError>> {
+        if req.qtype == Rtype::AAAA {
+            return Box::pin(std::future::ready(Err(crate::plugin::ServeError::servfail("fail_aaaa", "no"))));
+        }
+        next.serve(req)
+    }
+}
