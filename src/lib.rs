@@ -10,6 +10,7 @@ pub mod compress;
 pub mod config;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod plugin;
 pub mod response;
 pub mod server;

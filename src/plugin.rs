@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 pub use crate::cidr::Cidr;
 pub use crate::config::directive::{parse_duration, Directive, Line, Loc, Token};
+pub use crate::metrics::CounterVec;
 pub use crate::message::{parse_rr, Edns, EdnsOption, Metadata, Proto, Reply, Request, Rr};
 pub use crate::server::options::ServerOptions;
 
