@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::plugin::prelude::*;
-use crate::plugin::{Cidr, Edns, EdnsOption};
+use crate::plugin::{Cidr, CounterVec, Edns, EdnsOption};
 
 /// CoreDNS's metric names.
 pub const BLOCKED_TOTAL: &str = "coredns_acl_blocked_requests_total";
@@ -155,9 +155,14 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     }
     // Every acl directive of the block is a rule of one handler, so an allow ends them all.
     let rules = ctx.state::<Vec<Rule>>();
+    let zones = zones.into_iter().map(|z: Name<Bytes>| {
+        let text = z.fmt_with_dot().to_string();
+        (text, z)
+    });
+    let zones = zones.collect();
     rules.push(Rule { zones, policies });
     let rules = rules.clone();
-    ctx.replace_handler(Arc::new(Acl { rules }));
+    ctx.replace_handler(Arc::new(Acl::new(rules)));
     Ok(())
 }
 
@@ -178,12 +183,30 @@ impl Compiled {
 
 #[derive(Clone, Debug)]
 struct Rule {
-    zones: Vec<Name<Bytes>>,
+    /// Each zone with its text, the metrics' `zone` label.
+    zones: Vec<(String, Name<Bytes>)>,
     policies: Vec<Compiled>,
 }
 
 pub struct Acl {
     rules: Vec<Rule>,
+    blocked: CounterVec,
+    filtered: CounterVec,
+    dropped: CounterVec,
+    allowed: CounterVec,
+}
+
+impl Acl {
+    fn new(rules: Vec<Rule>) -> Acl {
+        let zoned = &["server", "zone", "view"];
+        Acl {
+            rules,
+            blocked: CounterVec::new(BLOCKED_TOTAL, zoned),
+            filtered: CounterVec::new(FILTERED_TOTAL, zoned),
+            dropped: CounterVec::new(DROPPED_TOTAL, zoned),
+            allowed: CounterVec::new(ALLOWED_TOTAL, &["server", "view"]),
+        }
+    }
 }
 
 /// A reply with an Extended DNS Error; the server sends the option only to EDNS clients.
@@ -207,32 +230,29 @@ impl Plugin for Acl {
         let ip = req.client.ip();
         for rule in &self.rules {
             // The longest of the rule's zones the name is in, for the metrics' zone label.
-            let Some(zone) = rule.zones.iter().filter(|z| req.qname.ends_with(*z)).max_by_key(|z| z.label_count()) else {
+            let Some((zone, _)) = rule.zones.iter().filter(|(_, z)| req.qname.ends_with(z)).max_by_key(|(_, z)| z.label_count()) else {
                 continue;
             };
             let Some(p) = rule.policies.iter().find(|p| p.matches(req.qtype, ip)) else { continue };
-            let count = |name: &'static str| {
-                metrics::counter!(name, "server" => req.server.to_string(), "zone" => zone.fmt_with_dot().to_string(), "view" => req.view.to_string())
-                    .increment(1)
-            };
+            let count = |c: &CounterVec| c.inc(&[&req.server, zone, &req.view]);
             let reply = match p.action {
                 Action::Allow => break,
                 Action::Block => {
-                    count(BLOCKED_TOTAL);
+                    count(&self.blocked);
                     Ok(with_ede(req, Rcode::REFUSED, EDE_BLOCKED))
                 }
                 Action::Filter => {
-                    count(FILTERED_TOTAL);
+                    count(&self.filtered);
                     Ok(with_ede(req, Rcode::NOERROR, EDE_FILTERED))
                 }
                 Action::Drop => {
-                    count(DROPPED_TOTAL);
+                    count(&self.dropped);
                     Err(ServeError::dropped("acl", "dropped by policy"))
                 }
             };
             return Box::pin(std::future::ready(reply));
         }
-        metrics::counter!(ALLOWED_TOTAL, "server" => req.server.to_string(), "view" => req.view.to_string()).increment(1);
+        self.allowed.inc(&[&req.server, &req.view]);
         next.serve(req)
     }
 }

@@ -10,7 +10,7 @@ use domain::rdata::dnssec::Timestamp;
 use domain::rdata::Aaaa;
 
 use crate::plugin::prelude::*;
-use crate::plugin::Cidr;
+use crate::plugin::{Cidr, CounterVec};
 use crate::response::{typify, ResponseType};
 
 /// CoreDNS's metric name.
@@ -79,7 +79,8 @@ fn prefix(s: &str) -> Result<Cidr, String> {
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     let p = prefix(c.prefix.as_deref().unwrap_or(WELL_KNOWN_PREFIX)).map_err(SetupError::new)?;
-    ctx.add_handler(Arc::new(Dns64 { prefix: p, translate_all: c.translate_all, allow_ipv4: c.allow_ipv4 }));
+    let translated = CounterVec::new(TRANSLATED_TOTAL, &["server"]);
+    ctx.add_handler(Arc::new(Dns64 { prefix: p, translate_all: c.translate_all, allow_ipv4: c.allow_ipv4, translated }));
     Ok(())
 }
 
@@ -87,6 +88,7 @@ pub struct Dns64 {
     prefix: Cidr,
     translate_all: bool,
     allow_ipv4: bool,
+    translated: CounterVec,
 }
 
 /// The IPv4 address embedded in `prefix` as RFC 6052 §2.2 lays it out: around the reserved
@@ -166,7 +168,7 @@ impl Plugin for Dns64 {
             let mut a = req.clone();
             a.qtype = Rtype::A;
             let answer = next.serve(&mut a).await?;
-            metrics::counter!(TRANSLATED_TOTAL, "server" => req.server.to_string()).increment(1);
+            self.translated.inc(&[&req.server]);
             Ok(self.synthesize(req, &first, answer))
         })
     }

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use regex::Regex;
 
 use crate::plugin::prelude::*;
-use crate::plugin::{parse_rr, Edns, EdnsOption};
+use crate::plugin::{parse_rr, CounterVec, Edns, EdnsOption};
 use engine::{Data, Template};
 
 /// CoreDNS's metric names.
@@ -209,6 +209,9 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
         }),
         fallthrough: c.fallthrough.as_ref().map(|zs| zs.iter().map(|z| zone(z)).collect::<Result<Vec<_>, _>>()).transpose().map_err(err)?,
         upstream: c.upstream,
+        matched: CounterVec::new(MATCHES_TOTAL, &["server", "zone", "view", "class", "type"]),
+        template_failures: CounterVec::new(TEMPLATE_FAILURES_TOTAL, FAILURE_LABELS),
+        rr_failures: CounterVec::new(RR_FAILURES_TOTAL, FAILURE_LABELS),
     };
     ctx.add_handler(Arc::new(t));
     Ok(())
@@ -227,7 +230,12 @@ pub struct TemplatePlugin {
     ederror: Option<EdnsOption>,
     fallthrough: Option<Vec<String>>,
     upstream: bool,
+    matched: CounterVec,
+    template_failures: CounterVec,
+    rr_failures: CounterVec,
 }
+
+const FAILURE_LABELS: &[&str] = &["server", "zone", "view", "class", "type", "section", "template"];
 
 /// The longest of `zones` that `name` is in.
 fn matched_zone<'z>(zones: &'z [String], name: &str) -> Option<&'z str> {
@@ -251,17 +259,13 @@ impl TemplatePlugin {
     fn render(&self, req: &Request, section: &'static str, list: &[(String, Template)], d: &Data) -> Result<Vec<Rr>, ServeError> {
         let mut out = Vec::with_capacity(list.len());
         for (text, t) in list {
-            let labels = |m: &'static str| {
-                metrics::counter!(m, "server" => req.server.to_string(), "zone" => d.zone.to_string(), "view" => req.view.to_string(),
-                    "class" => d.class.to_string(), "type" => d.qtype.to_string(), "section" => section, "template" => text.clone())
-                .increment(1)
-            };
+            let labels = |c: &CounterVec| c.inc(&[&req.server, d.zone, &req.view, d.class, d.qtype, section, text]);
             let rendered = t.render(d).map_err(|e| {
-                labels(TEMPLATE_FAILURES_TOTAL);
+                labels(&self.template_failures);
                 ServeError::servfail("template", format!("{section} template {text:?}: {e}"))
             })?;
             let rr = parse_rr(&rendered, DEFAULT_TTL).map_err(|e| {
-                labels(RR_FAILURES_TOTAL);
+                labels(&self.rr_failures);
                 ServeError::servfail("template", format!("{section} record {rendered:?}: {e}"))
             })?;
             out.push(rr);
@@ -317,9 +321,7 @@ impl Plugin for TemplatePlugin {
         };
         let class = if req.qclass == Class::ANY { self.class } else { req.qclass }.to_string();
         let qtype = if req.qtype == Rtype::ANY { self.qtype } else { req.qtype }.to_string();
-        metrics::counter!(MATCHES_TOTAL, "server" => req.server.to_string(), "zone" => zone.to_string(), "view" => req.view.to_string(),
-            "class" => class.clone(), "type" => qtype.clone())
-        .increment(1);
+        self.matched.inc(&[&req.server, zone, &req.view, &class, &qtype]);
         if self.rcode == Rcode::SERVFAIL {
             return Box::pin(std::future::ready(Ok(Reply::error(req, Rcode::SERVFAIL))));
         }
