@@ -192,11 +192,15 @@ struct Running {
     lameduck: std::time::Duration,
     fingerprint: u64,
     quiet: bool,
+    /// `on shutdown` commands of the configuration now serving.
+    shutdown_hooks: Vec<crate::plugin::Hook>,
 }
 
 impl Running {
-    /// Puts a plan into service; on an error nothing changes.
-    fn apply(&mut self, plan: server::setup::Plan) -> Result<(), String> {
+    /// Puts a plan into service; on an error nothing changes. Returns the plan's startup hooks
+    /// (`on startup`), which only the first configuration runs.
+    fn apply(&mut self, mut plan: server::setup::Plan) -> Result<Vec<crate::plugin::Hook>, String> {
+        let hooks = std::mem::take(&mut plan.hooks);
         #[cfg(feature = "http")]
         {
             if self.http.is_none() && !plan.http.is_empty() {
@@ -226,7 +230,8 @@ impl Running {
         }
         self.reload = plan.reload;
         self.lameduck = plan.lameduck;
-        Ok(())
+        self.shutdown_hooks = hooks.shutdown;
+        Ok(hooks.startup)
     }
 
     /// Re-reads the configuration. A broken one is logged with its location, counted in
@@ -248,7 +253,7 @@ impl Running {
             }
         };
         match outcome {
-            Ok(()) => log::info!(target: "plugin/reload", "reloaded {}", path.display()),
+            Ok(_) => log::info!(target: "plugin/reload", "reloaded {}", path.display()),
             Err(e) => {
                 metrics::counter!(crate::metrics::RELOAD_FAILED).increment(1);
                 log::error!(target: "plugin/reload", "{e}; the running configuration keeps serving");
@@ -296,11 +301,15 @@ fn run(cli: &Cli) -> i32 {
         lameduck: std::time::Duration::ZERO,
         fingerprint,
         quiet: cli.quiet,
+        shutdown_hooks: Vec::new(),
     };
-    if let Err(e) = running.apply(plan) {
-        eprintln!("{e}");
-        return 1;
-    }
+    let startup = match running.apply(plan) {
+        Ok(hooks) => hooks,
+        Err(e) => {
+            eprintln!("{e}");
+            return 1;
+        }
+    };
     if !cli.quiet {
         println!("{}", crate::VERSION);
         println!("{}/{}, {}, {}", std::env::consts::OS, std::env::consts::ARCH, env!("FERRITE_RUSTC_VERSION"), env!("FERRITE_COMMIT"));
@@ -312,6 +321,10 @@ fn run(cli: &Cli) -> i32 {
             eprintln!("pidfile {}: {e}", p.display());
             return 1;
         }
+    }
+    // The listeners are open and serving: what blocks asked to run at startup runs now.
+    for h in &startup {
+        h();
     }
     let path = config_path(cli);
     let (mut term, mut int, mut usr1) = signals;
@@ -347,6 +360,9 @@ fn run(cli: &Cli) -> i32 {
         }
     });
     running.server.shutdown(std::time::Duration::from_secs(5));
+    for h in &running.shutdown_hooks {
+        h();
+    }
     if let Some(p) = &cli.pidfile {
         let _ = std::fs::remove_file(p);
     }

@@ -4,6 +4,7 @@
 //! plugin.cfg order in a chain per server block. The core here parses configuration, binds
 //! listeners, routes each query to its block and runs the chain.
 
+pub mod cidr;
 pub mod cli;
 pub mod compress;
 pub mod config;

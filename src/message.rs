@@ -69,6 +69,50 @@ impl Edns {
     }
 }
 
+/// Labels and values a query collects on its way through the chain, as CoreDNS's metadata:
+/// plugins write `plugin/label` values, others read them (log's `{/label}`, template's
+/// `.Meta`, view's `metadata()`). Collection is off until the `metadata` plugin enables it for a
+/// query, so a server without it does no work for labels nobody reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    enabled: bool,
+    /// Few labels per query: a list is smaller and faster than a map.
+    entries: Vec<(String, String)>,
+}
+
+impl Metadata {
+    /// Turns collection on for this query (the `metadata` plugin does).
+    pub fn enable(&mut self) {
+        self.enabled = true;
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Sets `label` to `value`, replacing an earlier value; nothing happens while collection is
+    /// off. An empty value means "no metadata", as in CoreDNS.
+    pub fn set(&mut self, label: impl Into<String>, value: impl Into<String>) {
+        if !self.enabled {
+            return;
+        }
+        let (label, value) = (label.into(), value.into());
+        match self.entries.iter_mut().find(|(l, _)| *l == label) {
+            Some(e) => e.1 = value,
+            None => self.entries.push((label, value)),
+        }
+    }
+
+    /// The value of `label`; `None` when unset or empty.
+    pub fn get(&self, label: &str) -> Option<&str> {
+        self.entries.iter().find(|(l, _)| l == label).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(l, v)| (l.as_str(), v.as_str()))
+    }
+}
+
 /// A parsed query with its context. Plugins may change it before passing it on.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -91,6 +135,10 @@ pub struct Request {
     /// The plugin now serving the request (set by the chain); a reply made with
     /// `Reply::for_request` is credited to it in `coredns_dns_responses_total{plugin}`.
     pub plugin: &'static str,
+    /// Labels plugins set for this query.
+    pub metadata: Metadata,
+    /// The view of the server block that took the query (`view` plugin); empty without one.
+    pub view: Arc<str>,
 }
 
 impl Request {
@@ -132,7 +180,29 @@ impl Request {
             wire: Bytes::new(),
             received: Instant::now(),
             plugin: "",
+            metadata: Metadata::default(),
+            view: Arc::from(""),
         }
+    }
+}
+
+/// Parses one record in zone-file text with absolute names (a name without a trailing dot is
+/// taken as absolute, as CoreDNS's `dns.NewRR` does); a record without a TTL gets `default_ttl`,
+/// one without a class IN. For plugins that build records from text at run time (template).
+pub fn parse_rr(text: &str, default_ttl: u32) -> Result<Rr, String> {
+    use domain::zonefile::inplace::{Entry, Zonefile};
+    // NOTE: allow_invalid only lifts the one-class-per-file rule, which the default class
+    // would otherwise impose on a record of class CH.
+    let mut z = Zonefile::new().allow_invalid();
+    z.set_default_class(Class::IN);
+    z.extend_from_slice(format!("$TTL {default_ttl}\n").as_bytes());
+    z.extend_from_slice(text.as_bytes());
+    z.extend_from_slice(b"\n");
+    z.set_origin(Name::root_bytes());
+    match z.next_entry() {
+        Ok(Some(Entry::Record(r))) => Ok(r.flatten_into()),
+        Ok(_) => Err("not a record".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -471,10 +541,13 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         wire,
         received: Instant::now(),
         plugin: "",
+        metadata: Metadata::default(),
+        view: no_server(),
     })
 }
 
-/// The server label of a request not yet routed; shared so parsing allocates no string.
+/// The empty server and view labels of a request not yet routed; shared so parsing allocates no
+/// string.
 fn no_server() -> Arc<str> {
     static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
     EMPTY.get_or_init(|| Arc::from("")).clone()
@@ -541,6 +614,19 @@ mod tests {
         assert!(!back.header.tc());
         assert!(back.additional.len() < 40 && !back.additional.is_empty());
         assert!(back.edns.expect("OPT kept").dnssec_ok);
+    }
+
+    #[test]
+    fn metadata_is_collected_only_once_enabled() {
+        let mut m = Metadata::default();
+        m.set("a/b", "1");
+        assert_eq!(m.get("a/b"), None, "off by default");
+        m.enable();
+        m.set("a/b", "1");
+        m.set("a/b", "2");
+        m.set("a/empty", "");
+        assert_eq!((m.get("a/b"), m.get("a/empty"), m.get("x/y")), (Some("2"), None, None));
+        assert_eq!(m.iter().count(), 2);
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //! Names and labels are CoreDNS's so dashboards and alerts keep working. Handles for each label
 //! combination are made once, on first use, and kept per chain: a query costs a few atomic
 //! operations, never a lookup by name.
+//!
+//! Plugins whose labels are only known per query count through a [`CounterVec`], which makes a
+//! handle on first use of a label set and keeps it.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use metrics::{Counter, Histogram};
+use arc_swap::ArcSwap;
+use metrics::{Counter, Histogram, Label};
 
 use crate::message::{Proto, Reply, Request};
 
@@ -209,9 +213,71 @@ pub fn install() -> bool {
     false
 }
 
+/// One set of label values and its handle.
+type Cell = (Box<[Box<str>]>, Counter);
+
+/// A counter with labels, its handles kept per label values.
+pub struct CounterVec {
+    name: &'static str,
+    labels: &'static [&'static str],
+    cells: ArcSwap<Vec<Cell>>,
+}
+
+impl CounterVec {
+    pub fn new(name: &'static str, labels: &'static [&'static str]) -> CounterVec {
+        CounterVec { name, labels, cells: ArcSwap::from_pointee(Vec::new()) }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The counter for these label values (one per label, in order).
+    pub fn with(&self, values: &[&str]) -> Counter {
+        debug_assert_eq!(values.len(), self.labels.len(), "{}: one value per label", self.name);
+        let same = |v: &[Box<str>]| v.iter().map(|s| &**s).eq(values.iter().copied());
+        if let Some((_, c)) = self.cells.load().iter().find(|(v, _)| same(v)) {
+            return c.clone();
+        }
+        let labels: Vec<Label> = self.labels.iter().zip(values).map(|(k, v)| Label::new(*k, v.to_string())).collect();
+        let counter = metrics::counter!(self.name, labels);
+        let key: Box<[Box<str>]> = values.iter().map(|v| Box::from(*v)).collect();
+        self.cells.rcu(|cells| {
+            let mut next = Vec::clone(cells);
+            if !next.iter().any(|(v, _)| same(v)) {
+                next.push((key.clone(), counter.clone()));
+            }
+            Arc::new(next)
+        });
+        counter
+    }
+
+    /// Adds one to the counter for these label values.
+    pub fn inc(&self, values: &[&str]) {
+        self.with(values).increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::capture_counters;
+
+    #[test]
+    fn keeps_one_handle_per_label_values() {
+        let c = CounterVec::new("coredns_test_total", &["server", "zone"]);
+        let ((), got) = capture_counters(|| {
+            c.inc(&["dns://:53", "a."]);
+            c.inc(&["dns://:53", "a."]);
+            c.inc(&["dns://:53", "b."]);
+        });
+        assert_eq!(
+            got,
+            [("coredns_test_total{server=dns://:53,zone=a.}".to_string(), 2), ("coredns_test_total{server=dns://:53,zone=b.}".to_string(), 1)]
+        );
+        assert_eq!(c.cells.load().len(), 2);
+    }
+
 
     #[test]
     fn buckets_match_coredns() {

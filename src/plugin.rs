@@ -5,14 +5,18 @@
 //! block's server options). The chain calls `Plugin::serve(req, next)`; `next` is the rest of the
 //! chain. Plugins use only this module (see `prelude`), never the listeners or the config parser.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::cidr::Cidr;
 pub use crate::config::directive::{parse_duration, Directive, Line, Loc, Token};
-pub use crate::message::{Edns, EdnsOption, Proto, Reply, Request, Rr};
+pub use crate::metrics::CounterVec;
+pub use crate::message::{parse_rr, Edns, EdnsOption, Metadata, Proto, Reply, Request, Rr};
 pub use crate::server::options::ServerOptions;
 
 /// Everything a plugin module usually needs.
@@ -84,17 +88,26 @@ pub struct Registration {
     pub parse: fn(&Directive) -> Result<crate::plugins::PluginConfig, SetupError>,
 }
 
-/// A failure while answering, mapped to the rcode the client gets.
+/// A failure while answering, mapped to the rcode the client gets; or, with `drop`, a decision
+/// to send the client nothing at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeError {
     pub rcode: domain::base::iana::Rcode,
     pub plugin: &'static str,
     pub message: String,
+    /// No reply is sent (acl's `drop`, erratic): the client times out. Not an error to log.
+    pub drop: bool,
 }
 
 impl ServeError {
     pub fn new(plugin: &'static str, rcode: domain::base::iana::Rcode, message: impl Into<String>) -> Self {
-        ServeError { rcode, plugin, message: message.into() }
+        ServeError { rcode, plugin, message: message.into(), drop: false }
+    }
+
+    /// The query is dropped: the server sends no reply. Plugins that wrap the chain see it as
+    /// an error with NOERROR, as CoreDNS's plugins see a handler that wrote nothing.
+    pub fn dropped(plugin: &'static str, message: impl Into<String>) -> Self {
+        ServeError { drop: true, ..Self::new(plugin, domain::base::iana::Rcode::NOERROR, message) }
     }
 
     pub fn servfail(plugin: &'static str, message: impl Into<String>) -> Self {
@@ -157,6 +170,27 @@ impl fmt::Display for SetupError {
 
 impl std::error::Error for SetupError {}
 
+/// Runs on every query routed to a block, before the block's filters and chain: metadata is
+/// collected here so that filters can read it.
+pub type Collector = Arc<dyn Fn(&mut Request) + Send + Sync>;
+
+/// Decides whether a block takes a query. Blocks serving the same zone on one listener are
+/// tried in the order they are written; the first whose filters all pass answers (`view`).
+pub type Filter = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
+
+/// Runs once when the server has started serving, or once when it shuts down (`on`).
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+
+/// What setup made of one server block, for the server to build its chain from.
+pub(crate) struct BlockParts {
+    pub handlers: Vec<Arc<dyn Plugin>>,
+    pub collectors: Vec<Collector>,
+    pub filters: Vec<Filter>,
+    pub view: Arc<str>,
+    pub startup: Vec<Hook>,
+    pub shutdown: Vec<Hook>,
+}
+
 /// What a plugin's `setup` sees of one server block, and how it contributes to it.
 pub struct SetupCtx<'c> {
     /// The block's zones, lower case, fully qualified.
@@ -166,11 +200,60 @@ pub struct SetupCtx<'c> {
     /// Options of the listeners this block is served on (bind addresses, TCP limits).
     pub server: &'c mut ServerOptions,
     pub(crate) handlers: Vec<Arc<dyn Plugin>>,
+    collectors: Vec<Collector>,
+    filters: Vec<Filter>,
+    view: Option<Arc<str>>,
+    startup: Vec<Hook>,
+    shutdown: Vec<Hook>,
+    /// Per-block state of plugins whose directives add up (see [`SetupCtx::state`]).
+    state: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
 impl<'c> SetupCtx<'c> {
     pub fn new(zones: &'c [domain::base::name::Name<bytes::Bytes>], root: PathBuf, server: &'c mut ServerOptions) -> Self {
-        SetupCtx { zones, root, server, handlers: Vec::new() }
+        SetupCtx {
+            zones,
+            root,
+            server,
+            handlers: Vec::new(),
+            collectors: Vec::new(),
+            filters: Vec::new(),
+            view: None,
+            startup: Vec::new(),
+            shutdown: Vec::new(),
+            state: HashMap::new(),
+        }
+    }
+
+    /// Runs `h` once, after the server has started listening (not for `ferrite check`).
+    pub fn on_startup(&mut self, h: Hook) {
+        self.startup.push(h);
+    }
+
+    /// Runs `h` once, when the server shuts down on SIGTERM or SIGINT.
+    pub fn on_shutdown(&mut self, h: Hook) {
+        self.shutdown.push(h);
+    }
+
+    /// Adds a collector, run on each query routed to this block before its filters.
+    pub fn add_collector(&mut self, c: Collector) {
+        self.collectors.push(c);
+    }
+
+    /// Adds a filter: the block takes only queries every filter passes, and other blocks for the
+    /// same zone get the rest.
+    pub fn add_filter(&mut self, f: Filter) {
+        self.filters.push(f);
+    }
+
+    /// Names the block's view; queries it takes carry the name (`Request::view` and, when
+    /// metadata is collected, the label `view/name`). Fails if the block has another name.
+    pub fn set_view(&mut self, name: &str) -> Result<(), SetupError> {
+        if let Some(v) = self.view.as_deref().filter(|v| *v != name) {
+            return Err(SetupError::new(format!("the block already has view {v:?}")));
+        }
+        self.view = Some(Arc::from(name));
+        Ok(())
     }
 
     /// Adds a handler to the end of the block's chain.
@@ -178,8 +261,41 @@ impl<'c> SetupCtx<'c> {
         self.handlers.push(p);
     }
 
+    /// Puts `p` in place of the block's handler of the same name, or adds it. With [`state`]
+    /// this lets the directives of one plugin in a block make one handler, as CoreDNS's
+    /// `rewrite` and `acl` do: a `stop` or an `allow` ends the evaluation of them all.
+    ///
+    /// [`state`]: SetupCtx::state
+    pub fn replace_handler(&mut self, p: Arc<dyn Plugin>) {
+        match self.handlers.iter_mut().find(|h| h.name() == p.name()) {
+            Some(h) => *h = p,
+            None => self.handlers.push(p),
+        }
+    }
+
+    /// State a plugin keeps from one of its directives to the next within this block, keyed by
+    /// its type; created with `Default` on first use.
+    pub fn state<T: Any + Send + Default>(&mut self) -> &mut T {
+        self.state
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut()
+            .expect("the entry for a TypeId holds that type")
+    }
+
     pub fn into_handlers(self) -> Vec<Arc<dyn Plugin>> {
         self.handlers
+    }
+
+    pub(crate) fn into_parts(self) -> BlockParts {
+        BlockParts {
+            handlers: self.handlers,
+            collectors: self.collectors,
+            filters: self.filters,
+            view: self.view.unwrap_or_else(|| Arc::from("")),
+            startup: self.startup,
+            shutdown: self.shutdown,
+        }
     }
 
     /// Resolves a path from the configuration against `root`.

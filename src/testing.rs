@@ -9,13 +9,12 @@
 
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use domain::base::iana::{Class, Rcode, Rtype};
-use domain::base::name::{FlattenInto, Name};
-use domain::zonefile::inplace::{Entry, Zonefile};
+use domain::base::name::{Name, ToName};
 
 use crate::config::directive::Directive;
 use crate::message::{Edns, Proto, Reply, Request, Rr};
@@ -28,16 +27,7 @@ pub fn rr(text: &str) -> Rr {
 }
 
 pub fn try_rr(text: &str) -> Result<Rr, String> {
-    let mut z = Zonefile::new();
-    z.extend_from_slice(b"$TTL 0\n");
-    z.extend_from_slice(text.as_bytes());
-    z.extend_from_slice(b"\n");
-    z.set_origin(Name::root_bytes());
-    match z.next_entry() {
-        Ok(Some(Entry::Record(r))) => Ok(r.flatten_into()),
-        Ok(_) => Err("not a record".into()),
-        Err(e) => Err(e.to_string()),
-    }
+    crate::message::parse_rr(text, 0)
 }
 
 /// True when the record text gives a TTL (`name TTL [class] type ...`).
@@ -164,6 +154,16 @@ pub fn run_cases(chain: &[Arc<dyn Plugin>], cases: &[Case]) {
     assert!(errors.is_empty(), "{} case(s) failed:\n{}", errors.len(), errors.join("\n"));
 }
 
+/// A fresh, empty temporary directory for one test.
+pub fn temp_dir_for(tag: &str) -> std::path::PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("ferrite-unit-{}-{tag}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
 /// Parses and sets up one directive (`"log . {name}"`) for a block serving `zones`.
 pub fn setup(text: &str, zones: &[&str]) -> Result<Vec<Arc<dyn Plugin>>, SetupError> {
     setup_with_options(text, zones).map(|(h, _)| h)
@@ -183,6 +183,24 @@ pub fn setup_with_options(text: &str, zones: &[&str]) -> Result<(Vec<Arc<dyn Plu
     cfg.setup(&mut ctx)?;
     let handlers = ctx.into_handlers();
     Ok((handlers, opts))
+}
+
+/// The router of the first listener a server reading `corefile` would open (keys without a
+/// port get 53): for tests of plugins that act on whole blocks (metadata, view).
+pub fn corefile_router(corefile: &str) -> crate::server::chain::Router {
+    let cfg = crate::config::from_corefile_str(corefile, "<test>").unwrap_or_else(|p| panic!("{p:?}"));
+    let mut plan = crate::server::setup::build(&cfg, 53).unwrap_or_else(|p| panic!("{p:?}"));
+    assert!(!plan.listeners.is_empty(), "no listener");
+    plan.listeners.swap_remove(0).router
+}
+
+/// Routes `req` as the server does (collectors, then filters, block by block) and serves it
+/// through the chosen block's chain. `None` is a dropped query; no block is REFUSED.
+pub fn serve_routed(router: &crate::server::chain::Router, req: &mut Request) -> Option<Reply> {
+    let Some(chain) = router.route(req) else { return Some(Reply::error(req, Rcode::REFUSED)) };
+    chain.accept(req);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(chain.serve(req))
 }
 
 /// A `next` plugin that answers with fixed records (zone-file text) in the answer section.
@@ -209,6 +227,48 @@ impl Plugin for Fixed {
         let mut r = Reply::for_request(req);
         r.rcode = self.rcode.into();
         r.answer = self.answer.clone();
+        Box::pin(std::future::ready(Ok(r)))
+    }
+}
+
+/// A `next` plugin that answers from records (zone-file text) as an authoritative server would:
+/// records of the question's name and type, following CNAMEs among the records; NXDOMAIN for a
+/// name with no records, NODATA for a name without that type. Names compare case-insensitively.
+pub fn zone(records: &[&str]) -> Arc<dyn Plugin> {
+    Arc::new(Zone { records: records.iter().map(|t| rr(t)).collect() })
+}
+
+struct Zone {
+    records: Vec<Rr>,
+}
+
+impl Plugin for Zone {
+    fn name(&self) -> &'static str {
+        "zone"
+    }
+
+    fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+        let mut r = Reply::for_request(req);
+        let mut name = req.qname.clone();
+        if !self.records.iter().any(|x| x.owner().name_eq(&name)) {
+            r.rcode = Rcode::NXDOMAIN.into();
+        }
+        // A bound on the chain, so a CNAME loop among the records ends.
+        for _ in 0..8 {
+            let here: Vec<&Rr> = self.records.iter().filter(|x| x.owner().name_eq(&name)).collect();
+            let cname = here.iter().find(|x| x.rtype() == Rtype::CNAME && req.qtype != Rtype::CNAME);
+            match cname {
+                Some(c) => {
+                    r.answer.push((*c).clone());
+                    let domain::rdata::ZoneRecordData::Cname(t) = c.data() else { break };
+                    name = t.cname().clone();
+                }
+                None => {
+                    r.answer.extend(here.into_iter().filter(|x| x.rtype() == req.qtype || req.qtype == Rtype::ANY).cloned());
+                    break;
+                }
+            }
+        }
         Box::pin(std::future::ready(Ok(r)))
     }
 }
@@ -256,6 +316,62 @@ impl Plugin for RecordCalls {
         self.calls.fetch_add(1, Ordering::SeqCst);
         *self.last.lock().expect("not poisoned") = Some(req.clone());
         Box::pin(std::future::ready(Ok(Reply::for_request(req))))
+    }
+}
+
+/// Runs `f` with a recorder that keeps counters, and returns them as `name{label=value,...}`
+/// (labels sorted) with their totals, sorted: to check a plugin's metrics by name and label.
+pub fn capture_counters<T>(f: impl FnOnce() -> T) -> (T, Vec<(String, u64)>) {
+    let rec = Counters::default();
+    let out = metrics::with_local_recorder(&rec, f);
+    let mut got: Vec<(String, u64)> =
+        rec.0.lock().expect("not poisoned").iter().map(|(k, v)| (k.clone(), v.load(Ordering::SeqCst))).collect();
+    got.sort();
+    (out, got)
+}
+
+#[derive(Default)]
+struct Counters(std::sync::Mutex<Vec<(String, Arc<AtomicU64>)>>);
+
+struct CounterCell(Arc<AtomicU64>);
+
+impl metrics::CounterFn for CounterCell {
+    fn increment(&self, value: u64) {
+        self.0.fetch_add(value, Ordering::SeqCst);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.0.fetch_max(value, Ordering::SeqCst);
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let mut labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        labels.sort();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        let mut all = self.0.lock().expect("not poisoned");
+        let cell = match all.iter().find(|(n, _)| *n == name) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = Arc::new(AtomicU64::new(0));
+                all.push((name, c.clone()));
+                c
+            }
+        };
+        metrics::Counter::from_arc(Arc::new(CounterCell(cell)))
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
     }
 }
 

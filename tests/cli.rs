@@ -176,3 +176,19 @@ fn pidfile_is_written_and_quiet_prints_nothing() {
     let _ = child.wait();
     assert_eq!(std::fs::read_to_string(dir.join("stdout")).expect("read"), "", "-quiet prints nothing at start-up");
 }
+
+/// features.Corefile passes `ferrite check` except for what other builds provide: every problem
+/// reported names one of file, hosts, forward, cache, loadbalance or tls.
+#[test]
+fn features_corefile_problems_are_only_other_plugins() {
+    let path = corefiles().join("features.Corefile");
+    let (code, out, err) = ferrite(&["check", path.to_str().expect("utf8")]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.is_empty(), "{err}");
+    let problems: Vec<&str> = out.lines().skip(1).collect();
+    assert!(!problems.is_empty());
+    for p in problems {
+        let named = ["file", "hosts", "forward", "cache", "loadbalance", "tls"].iter().any(|n| p.contains(&format!("plugin \"{n}\"")));
+        assert!(named, "unexpected problem: {p}");
+    }
+}

@@ -270,7 +270,8 @@ impl Plugin for Errors {
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
         Box::pin(async move {
             let result = next.serve(req).await;
-            if let Err(e) = &result {
+            // A dropped query is a decision (acl, erratic), not an error.
+            if let Some(e) = result.as_ref().err().filter(|e| !e.drop) {
                 self.report(req, e);
             }
             result

@@ -257,8 +257,7 @@ pub enum Part {
     Rsize,
     Duration,
     Rflags,
-    /// `{/label}`: a metadata value. ferrite has no metadata yet, so it prints CoreDNS's value
-    /// for an undefined label, `-`.
+    /// `{/label}`: a metadata value, `-` when the label is not set (as CoreDNS).
     Metadata(String),
 }
 
@@ -415,7 +414,11 @@ impl Facts<'_> {
             },
             Part::Port => write!(out, "{}", req.client.port()),
             // The request does not carry the listener's address yet.
-            Part::Local | Part::Metadata(_) => write!(out, "-"),
+            Part::Local => write!(out, "-"),
+            Part::Metadata(l) => {
+                out.push_str(req.metadata.get(l).unwrap_or("-"));
+                Ok(())
+            }
             Part::Id => write!(out, "{}", req.header.id()),
             Part::Opcode => write!(out, "{}", req.header.opcode().to_int()),
             Part::Do => write!(out, "{}", req.dnssec_ok()),
@@ -459,7 +462,14 @@ impl Facts<'_> {
                 None => write!(out, "null"),
             },
             Part::Duration => write!(out, "{}", self.duration.as_secs_f64()),
-            Part::Local | Part::Metadata(_) => write!(out, "null"),
+            Part::Local => write!(out, "null"),
+            Part::Metadata(l) => {
+                match req.metadata.get(l) {
+                    Some(v) => json_string(out, v),
+                    None => out.push_str("null"),
+                }
+                Ok(())
+            }
             // Mnemonics and flags: letters, digits and commas only, so no escaping needed.
             Part::Type | Part::Class | Part::Proto | Part::Rcode | Part::Rflags => {
                 out.push('"');

@@ -202,6 +202,21 @@ fn renders_json_lines() {
 }
 
 #[test]
+fn metadata_labels_are_read_from_the_request() {
+    let mut req = query("example.org.", Rtype::A);
+    let reply = Reply::for_request(&req);
+    let d = Duration::from_millis(1);
+    req.metadata.enable();
+    req.metadata.set("geoip/city", "Zürich \"Altstadt\"");
+    req.metadata.set("view/name", "");
+    assert_eq!(Format::parse("{/geoip/city} {/view/name} {/x/y}", false).render(&req, &reply, d), "Zürich \"Altstadt\" - -");
+    assert_eq!(
+        Format::parse("{/geoip/city} {/x/y}", true).render(&req, &reply, d),
+        r#"{"geoip/city":"Zürich \"Altstadt\"","x/y":null}"#
+    );
+}
+
+#[test]
 fn escapes_json_strings() {
     let mut out = String::new();
     json_string(&mut out, "a\"b\\c\nd\u{1}é");

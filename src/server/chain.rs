@@ -13,7 +13,7 @@ use domain::base::name::Name;
 use futures_util::FutureExt;
 
 use crate::message::{finish_reply, parse_query, Proto, Rejected, Reply, Request};
-use crate::plugin::{Next, Plugin};
+use crate::plugin::{Collector, Filter, Next, Plugin};
 
 /// One server block's chain, as served for one zone.
 pub struct Chain {
@@ -21,6 +21,12 @@ pub struct Chain {
     /// The listener address as CoreDNS labels it, e.g. `dns://:53`.
     pub server: Arc<str>,
     pub plugins: Vec<Arc<dyn Plugin>>,
+    /// Run on each query routed here, before `filters`.
+    pub collectors: Vec<Collector>,
+    /// The block takes a query only if all pass (`view`); none means every query.
+    pub filters: Vec<Filter>,
+    /// The block's view name, or empty.
+    pub view: Arc<str>,
     /// Set when the block has `prometheus`.
     pub metrics: Option<crate::metrics::ChainMetrics>,
     /// Set when the block has `debug`: a log line per query.
@@ -28,21 +34,31 @@ pub struct Chain {
 }
 
 impl Chain {
-    pub fn new(zone: Name<Bytes>, server: Arc<str>, plugins: Vec<Arc<dyn Plugin>>) -> Chain {
-        Chain { zone, server, plugins, metrics: None, debug: false }
+    /// Marks `req` as taken by this block: its zone, server and view.
+    pub fn accept(&self, req: &mut Request) {
+        req.zone = self.zone.clone();
+        req.server = self.server.clone();
+        req.view = self.view.clone();
+        if !self.view.is_empty() {
+            req.metadata.set("view/name", &*self.view);
+        }
     }
-}
 
-impl Chain {
-    /// Runs the chain. Errors become a reply with their rcode; a panic becomes SERVFAIL and is
-    /// logged, and the server goes on serving.
-    pub async fn serve(&self, req: &mut Request) -> Reply {
+    /// A chain that takes every query routed to its zone.
+    pub fn new(zone: Name<Bytes>, server: Arc<str>, plugins: Vec<Arc<dyn Plugin>>) -> Chain {
+        Chain { zone, server, plugins, collectors: Vec::new(), filters: Vec::new(), view: Arc::from(""), metrics: None, debug: false }
+    }
+
+    /// Runs the chain. Errors become a reply with their rcode, a dropped query no reply (`None`);
+    /// a panic becomes SERVFAIL and is logged, and the server goes on serving.
+    pub async fn serve(&self, req: &mut Request) -> Option<Reply> {
         // A plugin may panic while building its future as well as while it runs: catch both.
         // The async block makes the first plugin's `serve` call happen inside the first poll.
         let result = AssertUnwindSafe(async { Next::new(&self.plugins).serve(req).await }).catch_unwind().await;
         match result {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => Reply::error(req, e.rcode),
+            Ok(Ok(reply)) => Some(reply),
+            Ok(Err(e)) if e.drop => None,
+            Ok(Err(e)) => Some(Reply::error(req, e.rcode)),
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -51,7 +67,7 @@ impl Chain {
                     .unwrap_or_else(|| "unknown panic".to_string());
                 log::error!("recovered from panic in server {:?} for {} {}: {what}", self.server, req.name_lower(), req.qtype);
                 crate::metrics::panic();
-                Reply::error(req, Rcode::SERVFAIL)
+                Some(Reply::error(req, Rcode::SERVFAIL))
             }
         }
     }
@@ -60,7 +76,8 @@ impl Chain {
 /// The server blocks of one listener, by zone.
 #[derive(Default)]
 pub struct Router {
-    /// Longest zone first, so the first suffix match is the most specific.
+    /// Longest zone first, so the first suffix match is the most specific; blocks of one zone
+    /// in the order they were inserted (the sort is stable).
     entries: Vec<(Name<Bytes>, Arc<Chain>)>,
     /// The listener's TCP limits (from the first block served on it).
     pub options: super::options::ServerOptions,
@@ -71,18 +88,36 @@ impl Router {
         Router { entries: Vec::new(), options }
     }
 
+    /// Adds a block. A zone may have several blocks on one listener only while those before the
+    /// new one have filters (views): a block without one takes every query left.
     pub fn insert(&mut self, zone: Name<Bytes>, chain: Arc<Chain>) -> Result<(), String> {
-        if self.entries.iter().any(|(z, _)| z == &zone) {
-            return Err(format!("zone {} is defined twice for this address", zone.fmt_with_dot()));
+        if self.entries.iter().any(|(z, c)| z == &zone && c.filters.is_empty()) {
+            return Err(format!(
+                "zone {} is defined twice for this address (only blocks with a view may share a zone, and a block without one must come last)",
+                zone.fmt_with_dot()
+            ));
         }
         self.entries.push((zone, chain));
         self.entries.sort_by_key(|(z, _)| std::cmp::Reverse(z.label_count()));
         Ok(())
     }
 
-    /// The block for `qname`: the longest zone it is in (`.` matches every name).
-    pub fn route(&self, qname: &Name<Bytes>) -> Option<&Arc<Chain>> {
-        self.entries.iter().find(|(z, _)| qname.ends_with(z)).map(|(_, c)| c)
+    /// The block for `req`: of the blocks whose zone holds the name, longest zone first and in
+    /// order within a zone, the first whose filters pass (after its collectors ran), as CoreDNS's
+    /// server picks a view. `.` holds every name.
+    pub fn route(&self, req: &mut Request) -> Option<&Arc<Chain>> {
+        for (z, c) in &self.entries {
+            if !req.qname.ends_with(z) {
+                continue;
+            }
+            for collect in &c.collectors {
+                collect(req);
+            }
+            if c.filters.iter().all(|f| f(req)) {
+                return Some(c);
+            }
+        }
+        None
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &Name<Bytes>> {
@@ -98,8 +133,9 @@ impl Router {
 pub enum Outcome {
     Drop,
     Reply(Vec<u8>),
-    /// A plugin is waiting (an upstream, a timer): finish this on a task of its own.
-    Pending(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
+    /// A plugin is waiting (an upstream, a timer): finish this on a task of its own. `None` is a
+    /// query the chain dropped.
+    Pending(Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>),
 }
 
 /// Parses, routes and answers one packet. The chain is polled once here, so a reply that needs
@@ -110,16 +146,15 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         Err(Rejected::Drop) => return Outcome::Drop,
         Err(Rejected::Reply(b)) => return Outcome::Reply(b),
     };
-    let Some(chain) = router.route(&req.qname) else {
+    let Some(chain) = router.route(&mut req) else {
         let mut reply = Reply::error(&req, Rcode::REFUSED);
         finish_reply(&req, &mut reply);
         return Outcome::Reply(reply.to_wire(req.max_reply_size()));
     };
-    req.zone = chain.zone.clone();
-    req.server = chain.server.clone();
+    chain.accept(&mut req);
     let chain = chain.clone();
     let mut fut = Box::pin(async move {
-        let mut reply = chain.serve(&mut req).await;
+        let mut reply = chain.serve(&mut req).await?;
         finish_reply(&req, &mut reply);
         let wire = reply.to_wire(req.max_reply_size());
         if let Some(m) = &chain.metrics {
@@ -132,10 +167,11 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
                 reply.rcode, reply.plugin, req.received.elapsed()
             );
         }
-        wire
+        Some(wire)
     });
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(b) => Outcome::Reply(b),
+        Poll::Ready(Some(b)) => Outcome::Reply(b),
+        Poll::Ready(None) => Outcome::Drop,
         Poll::Pending => Outcome::Pending(fut),
     }
 }
@@ -217,5 +253,85 @@ mod tests {
         let mut r = Router::default();
         r.insert(Name::root_bytes(), chain(".", vec![])).expect("new");
         assert_eq!(answer(&r, "x.example.").rcode, domain::base::iana::OptRcode::SERVFAIL);
+    }
+
+    struct Drops;
+
+    impl Plugin for Drops {
+        fn name(&self) -> &'static str {
+            "drops"
+        }
+
+        fn serve<'a>(&'a self, _req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            Box::pin(std::future::ready(Err(ServeError::dropped("drops", "test"))))
+        }
+    }
+
+    #[test]
+    fn a_dropped_query_gets_no_reply() {
+        let mut r = Router::default();
+        r.insert(Name::root_bytes(), chain(".", vec![Arc::new(Drops)])).expect("new");
+        let client: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        assert!(matches!(handle(wire("x.example."), client, Proto::Udp, &r), Outcome::Drop));
+    }
+
+    #[test]
+    fn setup_state_and_replace_handler_merge_directives() {
+        let zones = [Name::root_bytes()];
+        let mut opts = crate::plugin::ServerOptions::default();
+        let mut ctx = crate::plugin::SetupCtx::new(&zones, std::path::PathBuf::new(), &mut opts);
+        ctx.add_handler(Arc::new(Panics));
+        for _ in 0..3 {
+            *ctx.state::<usize>() += 1;
+            ctx.replace_handler(Arc::new(Drops));
+        }
+        assert_eq!(*ctx.state::<usize>(), 3);
+        let names: Vec<&str> = ctx.into_handlers().iter().map(|h| h.name()).collect();
+        assert_eq!(names, ["panics", "drops"]);
+    }
+
+    struct Named(&'static str);
+
+    impl Plugin for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            let mut r = Reply::for_request(req);
+            r.answer.push(crate::testing::rr(&format!("{} 0 IN TXT {} {}", req.qname, self.0, req.metadata.get("t/n").unwrap_or("-"))));
+            Box::pin(std::future::ready(Ok(r)))
+        }
+    }
+
+    fn viewed(tag: &'static str, filter: Option<Filter>) -> Arc<Chain> {
+        let mut c = Chain::new(Name::root_bytes(), Arc::from("dns://:53"), vec![Arc::new(Named(tag))]);
+        c.view = Arc::from(tag);
+        c.collectors.push(Arc::new(|r: &mut Request| {
+            r.metadata.enable();
+            r.metadata.set("t/n", r.qname.to_string());
+        }));
+        if let Some(f) = filter {
+            c.filters.push(f);
+        }
+        Arc::new(c)
+    }
+
+    #[test]
+    fn blocks_of_one_zone_are_tried_in_order_by_their_filters() {
+        let mut r = Router::default();
+        let starts = |p: &'static str| -> Filter { Arc::new(move |q: &Request| q.metadata.get("t/n").is_some_and(|n| n.starts_with(p))) };
+        r.insert(Name::root_bytes(), viewed("a", Some(starts("a")))).expect("first view");
+        r.insert(Name::root_bytes(), viewed("b", Some(starts("b")))).expect("second view");
+        r.insert(Name::root_bytes(), viewed("rest", None)).expect("a default last");
+        assert!(r.insert(Name::root_bytes(), viewed("late", Some(starts("l")))).is_err(), "nothing after a default");
+        let text = |q: &str| answer(&r, q).answer[0].to_string();
+        assert_eq!(text("a1.example."), "a1.example. 0 IN TXT \"a\" \"a1.example\"");
+        assert_eq!(text("b1.example."), "b1.example. 0 IN TXT \"b\" \"b1.example\"");
+        assert_eq!(text("c1.example."), "c1.example. 0 IN TXT \"rest\" \"c1.example\"");
+        // Views only: a query none takes is REFUSED.
+        let mut r = Router::default();
+        r.insert(Name::root_bytes(), viewed("a", Some(starts("a")))).expect("view");
+        assert_eq!(answer(&r, "z.example.").rcode, domain::base::iana::OptRcode::REFUSED);
     }
 }

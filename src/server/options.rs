@@ -14,6 +14,10 @@ pub struct ServerOptions {
     pub except: Vec<IpAddr>,
     /// A TCP connection with no query in flight is closed after this long (RFC 7766 §6.2.3).
     pub tcp_idle_timeout: Duration,
+    /// The first query of a TCP connection, and every query once begun, must arrive within this.
+    pub tcp_read_timeout: Duration,
+    /// A reply the client does not take within this closes the connection.
+    pub tcp_write_timeout: Duration,
     /// Connections beyond this many are closed as soon as they are accepted.
     pub tcp_max_connections: usize,
     /// Queries one TCP connection may send before it is closed; 0 is no limit.
@@ -36,6 +40,8 @@ impl Default for ServerOptions {
             bind: Vec::new(),
             except: Vec::new(),
             tcp_idle_timeout: Duration::from_secs(10),
+            tcp_read_timeout: Duration::from_secs(3),
+            tcp_write_timeout: Duration::from_secs(5),
             tcp_max_connections: 1000,
             tcp_max_queries: 0,
             health: None,

@@ -12,7 +12,7 @@ use super::chain::{Chain, Router};
 use super::options::ServerOptions;
 use crate::config::keys::{parse_key, Key, Scheme};
 use crate::config::{locate, Config, Problem};
-use crate::plugin::{SetupCtx, SetupError};
+use crate::plugin::{Hook, SetupCtx, SetupError};
 use crate::plugins::REGISTRY;
 
 /// Everything served on one address.
@@ -44,10 +44,20 @@ pub struct Plan {
     /// Every handler of every chain, for `/ready`.
     pub plugins: Vec<Arc<dyn crate::plugin::Plugin>>,
     pub debug: bool,
+    /// What blocks asked to run at startup and shutdown (`on`).
+    pub hooks: Hooks,
+}
+
+/// What blocks asked to run when the server starts and when it stops (`on`).
+#[derive(Default, Clone)]
+pub struct Hooks {
+    pub startup: Vec<Hook>,
+    pub shutdown: Vec<Hook>,
 }
 
 /// Sets up every block of `config`. `dns_port` is the port of keys that name none.
 pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
+    let mut hooks = Hooks::default();
     let mut problems = Vec::new();
     let mut listeners: BTreeMap<(Scheme, SocketAddr), ListenerSpec> = BTreeMap::new();
     let mut http: BTreeMap<SocketAddr, Routes> = BTreeMap::new();
@@ -112,7 +122,7 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
                 failed = true;
             }
         }
-        let handlers = ctx.into_handlers();
+        let parts = ctx.into_parts();
         if failed {
             continue;
         }
@@ -131,8 +141,10 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
             reload = options.reload;
         }
         debug |= options.debug;
-        all_plugins.extend(handlers.iter().cloned());
-        let names: Vec<&'static str> = handlers.iter().map(|h| h.name()).collect();
+        all_plugins.extend(parts.handlers.iter().cloned());
+        let names: Vec<&'static str> = parts.handlers.iter().map(|h| h.name()).collect();
+        hooks.startup.extend(parts.startup.iter().cloned());
+        hooks.shutdown.extend(parts.shutdown.iter().cloned());
         for key in keys.iter().filter(|k| k.scheme == Scheme::Dns) {
             let addrs: Vec<IpAddr> = if options.bind.is_empty() {
                 vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
@@ -143,12 +155,20 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
                 problems.push(SetupError::new(format!("{key}: bind leaves no address to listen on")).into());
             }
             let server: Arc<str> = Arc::from(format!("{}://{}:{}", key.scheme.as_str(), zone_label(&key.zone), key.port));
-            let mut chain = Chain::new(key.zone.clone(), server.clone(), handlers.clone());
+            let mut chain = Chain {
+                zone: key.zone.clone(),
+                server: server.clone(),
+                plugins: parts.handlers.clone(),
+                collectors: parts.collectors.clone(),
+                filters: parts.filters.clone(),
+                view: parts.view.clone(),
+                metrics: None,
+                debug: options.debug,
+            };
             if options.metrics.is_some() {
                 let zone = key.zone.fmt_with_dot().to_string();
-                chain.metrics = Some(crate::metrics::ChainMetrics::new(&server, &zone, "", &names));
+                chain.metrics = Some(crate::metrics::ChainMetrics::new(&server, &zone, &parts.view, &names));
             }
-            chain.debug = options.debug;
             let chain = Arc::new(chain);
             for ip in addrs {
                 let addr = SocketAddr::new(ip, key.port);
@@ -172,6 +192,7 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
             ready_continuously,
             plugins: all_plugins,
             debug,
+            hooks,
         })
     } else {
         Err(problems)

@@ -1,5 +1,5 @@
-//! DNS over TCP (RFC 7766): pipelined queries answered in any order, an idle timeout, a cap on
-//! connections and an optional cap on queries per connection.
+//! DNS over TCP (RFC 7766): pipelined queries answered in any order, read, write and idle
+//! timeouts, a cap on connections and an optional cap on queries per connection.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,7 +57,10 @@ async fn connection(
     let mut pending = FuturesUnordered::new();
     let mut queries = 0usize;
     let mut reading = true;
-    let mut deadline = Instant::now() + opts.tcp_idle_timeout;
+    // The first query must arrive within the read timeout, later ones within the idle timeout;
+    // a query that has begun must be complete within the read timeout (as CoreDNS's TCP server).
+    let mut last_activity = Instant::now();
+    let mut partial_since: Option<Instant> = None;
     loop {
         // Answer every complete query in the buffer.
         while reading && buf.len() >= 2 {
@@ -74,7 +77,7 @@ async fn connection(
             match handle(wire, peer, Proto::Tcp, &router.load()) {
                 Outcome::Drop => {}
                 Outcome::Reply(out) => {
-                    if write_frame(&mut wr, &out).await.is_err() {
+                    if write_frame(&mut wr, &out, opts).await.is_err() {
                         return;
                     }
                 }
@@ -84,16 +87,24 @@ async fn connection(
         if !reading && pending.is_empty() {
             break;
         }
+        partial_since = if buf.is_empty() { None } else { partial_since.or(Some(last_activity)) };
+        let deadline = match partial_since {
+            Some(t) => t + opts.tcp_read_timeout,
+            None if queries == 0 => last_activity + opts.tcp_read_timeout,
+            None => last_activity + opts.tcp_idle_timeout,
+        };
         tokio::select! {
             n = rd.read_buf(&mut buf), if reading => match n {
                 Ok(0) | Err(_) => reading = false,
-                Ok(_) => deadline = Instant::now() + opts.tcp_idle_timeout,
+                Ok(_) => last_activity = Instant::now(),
             },
             Some(out) = pending.next(), if !pending.is_empty() => {
-                if write_frame(&mut wr, &out).await.is_err() {
-                    return;
+                if let Some(out) = out {
+                    if write_frame(&mut wr, &out, opts).await.is_err() {
+                        return;
+                    }
                 }
-                deadline = Instant::now() + opts.tcp_idle_timeout;
+                last_activity = Instant::now();
             }
             _ = tokio::time::sleep_until(deadline), if pending.is_empty() => break,
             // Shutting down: answer what was received, read nothing more.
@@ -103,9 +114,13 @@ async fn connection(
     let _ = wr.shutdown().await;
 }
 
-async fn write_frame(wr: &mut (impl AsyncWriteExt + Unpin), msg: &[u8]) -> std::io::Result<()> {
+/// Writes one reply; a client that does not take it within the write timeout is given up on.
+async fn write_frame(wr: &mut (impl AsyncWriteExt + Unpin), msg: &[u8], opts: &ServerOptions) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(2 + msg.len());
     frame.extend_from_slice(&(msg.len() as u16).to_be_bytes());
     frame.extend_from_slice(msg);
-    wr.write_all(&frame).await
+    match tokio::time::timeout(opts.tcp_write_timeout, wr.write_all(&frame)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout")),
+    }
 }

@@ -41,7 +41,7 @@ pub fn serve(sock: UdpSocket, router: Arc<ArcSwap<Router>>, rt: tokio::runtime::
                 let sock = sock.clone();
                 IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
                 rt.spawn(async move {
-                    let out = fut.await;
+                    let Some(out) = fut.await else { return };
                     // A UDP send does not block on a socket with buffer space; a full buffer
                     // drops the reply, as the kernel would for a non-blocking send.
                     let _ = sock.send_to(&out, peer);
