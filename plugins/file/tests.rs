@@ -119,8 +119,6 @@ fn answers_like_an_authoritative_server() {
             // $INCLUDE with an origin, and $GENERATE.
             Case { qname: "inc.example.org.", answer: &["inc.example.org. IN A 192.0.2.150"], ..Case::EMPTY },
             Case { qname: "deep.inc.example.org.", qtype: Rtype::TXT, answer: &["deep.inc.example.org. IN TXT \"included\""], ..Case::EMPTY },
-            Case { qname: "host-3.example.org.", answer: &["host-3.example.org. IN A 192.0.2.13"], ..Case::EMPTY },
-            Case { qname: "rev2.example.org.", qtype: Rtype::PTR, answer: &["rev2.example.org. IN PTR host-2.example.org."], ..Case::EMPTY },
             Case { qname: "webmixed.example.org.", answer: &["webmixed.example.org. IN A 192.0.2.81"], ..Case::EMPTY },
         ],
     );
@@ -198,6 +196,23 @@ fn reloads_on_a_new_serial_and_keeps_the_old_zone_on_errors() {
     wait_for("www.example.org. 60 IN A 192.0.2.1");
     std::fs::write(&f, "@ 60 IN SOA ns h 3 2 3 4 5\nwww 60 IN A 192.0.2.3\n").expect("write");
     wait_for("www.example.org. 60 IN A 192.0.2.3");
+}
+
+#[test]
+fn generate_in_a_zone_file() {
+    let c = setup(&format!("file {} generate.example.org", testdata("db.generate.example.org")), &["."]).expect("loads");
+    run_cases(
+        &c,
+        &[
+            Case { qname: "host-3.generate.example.org.", answer: &["host-3.generate.example.org. IN A 192.0.2.13"], ..Case::EMPTY },
+            Case {
+                qname: "rev2.generate.example.org.",
+                qtype: Rtype::PTR,
+                answer: &["rev2.generate.example.org. IN PTR host-2.generate.example.org."],
+                ..Case::EMPTY
+            },
+        ],
+    );
 }
 
 #[test]

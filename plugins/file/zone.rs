@@ -270,7 +270,8 @@ impl Zone {
                         let cname = Record::new(name.clone(), Class::IN, dn.records[0].ttl(), ZoneRecordData::Cname(Cname::new(new.clone())));
                         reply.answer.push(cname);
                         links += 1;
-                        if links > MAX_CHAIN {
+                        // The synthesized CNAME is itself the answer to a CNAME query.
+                        if links > MAX_CHAIN || qtype == Rtype::CNAME {
                             return;
                         }
                         name = new;
@@ -313,7 +314,7 @@ impl Zone {
                     }
                 }
             };
-            if qtype != Rtype::CNAME {
+            if qtype != Rtype::CNAME && qtype != Rtype::ANY {
                 if let Some(c) = node.get(Rtype::CNAME) {
                     push_set(&mut reply.answer, c, dnssec, Some(&name));
                     if wildcard && dnssec {
@@ -333,9 +334,13 @@ impl Zone {
                 }
             }
             if qtype == Rtype::ANY {
-                // RFC 8482 §4.2: answer with one RRset, not all of them.
-                match node.sets.iter().find(|s| !s.records.is_empty() && s.rtype != Rtype::RRSIG) {
-                    Some(s) => push_set(&mut reply.answer, s, dnssec, Some(&name)),
+                // RFC 8482 §4.2: answer with one RRset, not all of them; as Knot DNS, the one of
+                // the lowest type (a CNAME is answered as it is, not followed).
+                match node.sets.iter().filter(|s| !s.records.is_empty() && s.rtype != Rtype::RRSIG).min_by_key(|s| s.rtype.to_int()) {
+                    Some(s) => {
+                        push_set(&mut reply.answer, s, dnssec, Some(&name));
+                        self.additional(s, dnssec, reply);
+                    }
                     None => self.nodata(node, wildcard, &key, dnssec, reply),
                 }
                 return;
@@ -395,13 +400,17 @@ impl Zone {
         self.additional(ns, dnssec, reply);
     }
 
-    /// RFC 1035 §3.3.9/§3.3.11, RFC 2782: addresses of MX, NS and SRV targets in the zone.
+    /// RFC 1035 §3.3.9/§3.3.11, RFC 2782, RFC 9460: addresses of MX, NS, SRV, SVCB and HTTPS
+/// targets in the zone.
     fn additional(&self, set: &RrSet, dnssec: bool, reply: &mut Reply) {
         for r in &set.records {
             let target = match r.data() {
                 ZoneRecordData::Mx(mx) => mx.exchange(),
                 ZoneRecordData::Ns(ns) => ns.nsdname(),
                 ZoneRecordData::Srv(srv) => srv.target(),
+                // RFC 9460 §4.1: addresses of a service binding's target, as Knot DNS adds them.
+                ZoneRecordData::Svcb(s) => s.target(),
+                ZoneRecordData::Https(s) => s.target(),
                 _ => continue,
             };
             if !target.ends_with(&self.origin) {
