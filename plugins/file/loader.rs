@@ -1,0 +1,214 @@
+//! Reading zone files: RFC 1035 master-file text through domain's `zonefile::inplace` scanner,
+//! with `$INCLUDE` followed here (the scanner hands it back) and `$GENERATE` (BIND's extension)
+//! expanded by a pre-pass. Errors name the file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use domain::base::iana::Class;
+use domain::base::name::{FlattenInto, Name};
+use domain::zonefile::inplace::{Entry, Zonefile};
+
+use crate::plugin::Rr;
+
+/// Includes nest at most this deep, so a file that includes itself fails instead of looping.
+const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// Reads the records of `path` with `origin` as the initial origin.
+pub fn read_records(path: &Path, origin: &Name<bytes::Bytes>) -> Result<Vec<Rr>, String> {
+    let mut out = Vec::new();
+    read_into(path, origin, &mut out, 0)?;
+    Ok(out)
+}
+
+fn read_into(path: &Path, origin: &Name<bytes::Bytes>, out: &mut Vec<Rr>, depth: usize) -> Result<(), String> {
+    if depth > MAX_INCLUDE_DEPTH {
+        return Err(format!("{}: $INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep", path.display()));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse_text(&text, path, origin, out, depth)
+}
+
+/// Parses zone-file text; `path` names it in errors and anchors relative `$INCLUDE`s.
+pub fn parse_text(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mut Vec<Rr>, depth: usize) -> Result<(), String> {
+    let (text, line_map) = expand_generate(text).map_err(|(line, m)| format!("{}:{line}:1: {m}", path.display()))?;
+    let mut z = Zonefile::with_capacity(text.len()).allow_invalid();
+    z.set_default_class(Class::IN);
+    z.set_origin(origin.clone());
+    z.extend_from_slice(text.as_bytes());
+    // A last line without a newline is still a line.
+    z.extend_from_slice(b"\n");
+    loop {
+        let start = z.current_offset();
+        match z.next_entry() {
+            Ok(None) => return Ok(()),
+            Ok(Some(Entry::Record(r))) => out.push(r.flatten_into()),
+            Ok(Some(Entry::Include { path: inc, origin: inc_origin })) => {
+                let inc = inc.to_string();
+                let inc_path = match Path::new(&inc) {
+                    p if p.is_absolute() => p.to_path_buf(),
+                    p => path.parent().map_or_else(|| PathBuf::from(p), |d| d.join(p)),
+                };
+                // RFC 1035 §5.1: without an origin argument, the included file starts with the
+                // origin in effect where $INCLUDE appears; the including file's origin is
+                // unchanged afterwards.
+                let o = match inc_origin {
+                    Some(o) => o,
+                    None => z.origin().map_err(|e| format!("{}: {e}", path.display()))?,
+                };
+                read_into(&inc_path, &o, out, depth + 1)?;
+            }
+            Err(e) => {
+                // The scanner says `LINE:COL: message`, but it has often read past the end of the
+                // line by then: name the line the failing entry starts on, and the scanner's column
+                // when it is on that line. Lines map back through $GENERATE.
+                let s = e.to_string();
+                let mut parts = s.splitn(3, ':');
+                let (dl, dc) = (parts.next().and_then(|l| l.parse::<usize>().ok()), parts.next().and_then(|c| c.parse::<usize>().ok()));
+                let msg = parts.next().unwrap_or(&s).trim();
+                let p = entry_start(&text, start);
+                let line = text[..p].matches('\n').count() + 1;
+                let col = match (dl, dc) {
+                    (Some(l), Some(c)) if l == line => c,
+                    _ => p - text[..p].rfind('\n').map_or(0, |i| i + 1) + 1,
+                };
+                let line = line_map.get(line - 1).copied().unwrap_or(line);
+                return Err(format!("{}:{line}:{col}: {msg}", path.display()));
+            }
+        }
+    }
+}
+
+/// The offset of the first character of the entry that starts scanning at `from`: blanks,
+/// empty lines and comments skipped.
+fn entry_start(text: &str, from: usize) -> usize {
+    let b = text.as_bytes();
+    let mut p = from.min(b.len());
+    while p < b.len() {
+        match b[p] {
+            b' ' | b'\t' | b'\r' | b'\n' => p += 1,
+            b';' => {
+                while p < b.len() && b[p] != b'\n' {
+                    p += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    p
+}
+
+/// Expands `$GENERATE RANGE LHS [TTL] [CLASS] TYPE RHS` lines (BIND's syntax: RANGE is
+/// `start-stop[/step]`, `$` is the iterator, `${offset,width,base}` formats it, `\$` is a
+/// dollar sign). Returns the new text and, for each of its lines, the line of the input it
+/// came from (1-based).
+pub fn expand_generate(text: &str) -> Result<(String, Vec<usize>), (usize, String)> {
+    if !text.contains("$GENERATE") && !text.contains("$generate") {
+        let n = text.lines().count() + 1;
+        return Ok((text.to_string(), (1..=n).collect()));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut map = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let is_gen = trimmed.len() >= 9 && trimmed[..9].eq_ignore_ascii_case("$GENERATE") && line.starts_with('$');
+        if !is_gen {
+            out.push_str(line);
+            out.push('\n');
+            map.push(i + 1);
+            continue;
+        }
+        let body = trimmed[9..].split(';').next().unwrap_or("");
+        let mut words = body.split_whitespace();
+        let range = words.next().ok_or((i + 1, "$GENERATE needs a range".to_string()))?;
+        let rest: Vec<&str> = words.collect();
+        if rest.len() < 3 {
+            return Err((i + 1, "$GENERATE needs a range, an owner, a type and data".into()));
+        }
+        let (start, stop, step) = parse_range(range).ok_or((i + 1, format!("invalid $GENERATE range {range:?}")))?;
+        if stop.saturating_sub(start) / step > 65535 {
+            return Err((i + 1, "$GENERATE range too large (more than 65536 records)".into()));
+        }
+        let mut n = start;
+        while n <= stop {
+            let mut first = true;
+            for w in &rest {
+                if !first {
+                    out.push(' ');
+                }
+                first = false;
+                out.push_str(&substitute(w, n).map_err(|m| (i + 1, m))?);
+            }
+            out.push('\n');
+            map.push(i + 1);
+            n += step;
+        }
+    }
+    map.push(text.lines().count() + 1);
+    Ok((out, map))
+}
+
+fn parse_range(r: &str) -> Option<(u64, u64, u64)> {
+    let (range, step) = match r.split_once('/') {
+        Some((a, s)) => (a, s.parse().ok()?),
+        None => (r, 1),
+    };
+    let (a, b) = range.split_once('-')?;
+    let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+    (a <= b && step > 0).then_some((a, b, step))
+}
+
+/// Replaces `$`, `${offset[,width[,base]]}` and `\$` in one word.
+fn substitute(w: &str, n: u64) -> Result<String, String> {
+    let b = w.as_bytes();
+    let mut out = String::with_capacity(w.len() + 8);
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if b.get(i + 1) == Some(&b'$') => {
+                out.push_str("\\$");
+                i += 2;
+            }
+            b'$' if b.get(i + 1) == Some(&b'{') => {
+                let end = w[i..].find('}').ok_or_else(|| format!("unclosed ${{ in {w:?}"))? + i;
+                let spec: Vec<&str> = w[i + 2..end].split(',').collect();
+                let offset: i64 = spec.first().unwrap_or(&"0").trim().parse().map_err(|_| format!("bad offset in {w:?}"))?;
+                let width: usize = spec.get(1).map_or(Ok(0), |s| s.trim().parse()).map_err(|_| format!("bad width in {w:?}"))?;
+                let v = (n as i64 + offset).max(0) as u64;
+                let s = match spec.get(2).map(|s| s.trim()).unwrap_or("d") {
+                    "d" => format!("{v:0width$}"),
+                    "o" => format!("{v:0width$o}"),
+                    "x" => format!("{v:0width$x}"),
+                    "X" => format!("{v:0width$X}"),
+                    // Nibbles in reverse order, for ip6.arpa names.
+                    "n" | "N" => {
+                        let hex = format!("{v:0width$x}");
+                        let mut s = String::new();
+                        for (k, c) in hex.chars().rev().enumerate() {
+                            if k > 0 {
+                                s.push('.');
+                            }
+                            s.push(c);
+                        }
+                        if spec[2].trim() == "N" {
+                            s.make_ascii_uppercase();
+                        }
+                        s
+                    }
+                    other => return Err(format!("bad base {other:?} in {w:?}")),
+                };
+                out.push_str(&s);
+                i = end + 1;
+            }
+            b'$' => {
+                out.push_str(&n.to_string());
+                i += 1;
+            }
+            _ => {
+                let c = w[i..].chars().next().expect("in bounds");
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,231 @@
+use std::sync::Arc;
+
+use domain::base::iana::{Class, Rcode, Rtype};
+
+use crate::plugin::Plugin;
+use crate::testing::{check_contract, query, record_calls, run_cases, serve, setup, temp_dir_for, Case, Contract};
+
+fn testdata(name: &str) -> String {
+    format!("{}/plugins/file/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn contract() {
+    let config: &'static str = Box::leak(format!("file {} example.org", testdata("db.example.org")).into_boxed_str());
+    check_contract(&Contract { name: "file", config, passes: Some(("example.net.", Rtype::A, Class::IN)) });
+}
+
+fn chain() -> Vec<Arc<dyn Plugin>> {
+    setup(&format!("file {} example.org", testdata("db.example.org")), &["."]).expect("zone loads")
+}
+
+const SOA: &str = "example.org. 300 IN SOA ns1.example.org. hostmaster.example.org. 2024010101 7200 3600 1209600 300";
+
+#[test]
+fn answers_like_an_authoritative_server() {
+    run_cases(
+        &chain(),
+        &[
+            Case { qname: "www.example.org.", answer: &["www.example.org. 300 IN A 192.0.2.80"], ..Case::EMPTY },
+            Case { qname: "www.example.org.", qtype: Rtype::TXT, answer: &["www.example.org. 3600 IN TXT \"hello\" \"world\""], ..Case::EMPTY },
+            // NODATA and NXDOMAIN: the SOA with TTL min(SOA TTL, MINIMUM).
+            Case { qname: "www.example.org.", qtype: Rtype::MX, authority: &[SOA], ..Case::EMPTY },
+            Case { qname: "nope.example.org.", rcode: Rcode::NXDOMAIN, authority: &[SOA], ..Case::EMPTY },
+            // An empty non-terminal exists: NODATA, not NXDOMAIN.
+            Case { qname: "a.ent.example.org.", authority: &[SOA], ..Case::EMPTY },
+            // CNAME chains inside the zone are followed.
+            Case {
+                qname: "chain1.example.org.",
+                answer: &[
+                    "chain1.example.org. 3600 IN CNAME chain2.example.org.",
+                    "chain2.example.org. 3600 IN CNAME alias.example.org.",
+                    "alias.example.org. 3600 IN CNAME www.example.org.",
+                    "www.example.org. 300 IN A 192.0.2.80",
+                ],
+                ..Case::EMPTY
+            },
+            Case { qname: "alias.example.org.", qtype: Rtype::CNAME, answer: &["alias.example.org. 3600 IN CNAME www.example.org."], ..Case::EMPTY },
+            Case { qname: "outside.example.org.", answer: &["outside.example.org. IN CNAME www.example.net."], ..Case::EMPTY },
+            Case {
+                qname: "dangling.example.org.",
+                rcode: Rcode::NXDOMAIN,
+                answer: &["dangling.example.org. IN CNAME nothing.example.org."],
+                authority: &[SOA],
+                ..Case::EMPTY
+            },
+            Case {
+                qname: "loop1.example.org.",
+                answer: &["loop1.example.org. IN CNAME loop2.example.org.", "loop2.example.org. IN CNAME loop1.example.org."],
+                ..Case::EMPTY
+            },
+            // Wildcards: synthesized under the closest encloser, not below an existing name.
+            Case { qname: "x.wild.example.org.", answer: &["x.wild.example.org. 3600 IN A 192.0.2.100"], ..Case::EMPTY },
+            Case { qname: "x.y.wild.example.org.", answer: &["x.y.wild.example.org. 3600 IN A 192.0.2.100"], ..Case::EMPTY },
+            Case { qname: "x.wild.example.org.", qtype: Rtype::AAAA, authority: &[SOA], ..Case::EMPTY },
+            Case { qname: "exact.wild.example.org.", answer: &["exact.wild.example.org. IN A 192.0.2.101"], ..Case::EMPTY },
+            Case { qname: "x.exact.wild.example.org.", rcode: Rcode::NXDOMAIN, authority: &[SOA], ..Case::EMPTY },
+            Case {
+                qname: "x.wild.example.org.",
+                qtype: Rtype::MX,
+                answer: &["x.wild.example.org. IN MX 10 mail.example.org."],
+                additional: &["mail.example.org. IN A 192.0.2.25", "mail.example.org. IN AAAA 2001:db8::25"],
+                ..Case::EMPTY
+            },
+            Case {
+                qname: "q.cname.example.org.",
+                answer: &["q.cname.example.org. IN CNAME www.example.org.", "www.example.org. IN A 192.0.2.80"],
+                ..Case::EMPTY
+            },
+            // DNAME: the DNAME and a synthesized CNAME, then the target.
+            Case {
+                qname: "a.dname.example.org.",
+                answer: &[
+                    "dname.example.org. IN DNAME target.example.org.",
+                    "a.dname.example.org. IN CNAME a.target.example.org.",
+                    "a.target.example.org. IN A 192.0.2.110",
+                ],
+                ..Case::EMPTY
+            },
+            Case { qname: "dname.example.org.", qtype: Rtype::DNAME, answer: &["dname.example.org. IN DNAME target.example.org."], ..Case::EMPTY },
+            // Delegations: a referral with glue; DS from the parent side.
+            Case {
+                qname: "www.sub.example.org.",
+                authority: &["sub.example.org. IN NS ns.sub.example.org.", "sub.example.org. IN NS ns.example.net."],
+                additional: &["ns.sub.example.org. IN A 192.0.2.200", "ns.sub.example.org. IN AAAA 2001:db8::200"],
+                ..Case::EMPTY
+            },
+            Case {
+                qname: "secure.example.org.",
+                qtype: Rtype::DS,
+                answer: &["secure.example.org. IN DS 12345 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF"],
+                ..Case::EMPTY
+            },
+            Case { qname: "sub.example.org.", qtype: Rtype::DS, authority: &[SOA], ..Case::EMPTY },
+            // Additional addresses for MX and SRV targets in the zone only.
+            Case {
+                qname: "example.org.",
+                qtype: Rtype::MX,
+                answer: &["example.org. IN MX 10 mail.example.org.", "example.org. IN MX 20 mail.example.net."],
+                additional: &["mail.example.org. IN A 192.0.2.25", "mail.example.org. IN AAAA 2001:db8::25"],
+                ..Case::EMPTY
+            },
+            Case {
+                qname: "_sip._udp.example.org.",
+                qtype: Rtype::SRV,
+                answer: &["_sip._udp.example.org. IN SRV 10 60 5060 sip.example.org."],
+                additional: &["sip.example.org. IN A 192.0.2.60"],
+                ..Case::EMPTY
+            },
+            // $INCLUDE with an origin, and $GENERATE.
+            Case { qname: "inc.example.org.", answer: &["inc.example.org. IN A 192.0.2.150"], ..Case::EMPTY },
+            Case { qname: "deep.inc.example.org.", qtype: Rtype::TXT, answer: &["deep.inc.example.org. IN TXT \"included\""], ..Case::EMPTY },
+            Case { qname: "webmixed.example.org.", answer: &["webmixed.example.org. IN A 192.0.2.81"], ..Case::EMPTY },
+        ],
+    );
+}
+
+#[test]
+fn flags_case_and_outside_names() {
+    let mut c = chain();
+    let rec = record_calls();
+    c.push(rec.clone());
+    let mut req = query("WWW.Example.ORG.", Rtype::A);
+    let r = serve(&c, &mut req).expect("answers");
+    assert!(r.header.aa());
+    assert_eq!(r.answer[0].owner().to_string(), "WWW.Example.ORG", "the question's case is kept");
+    let mut req = query("www.sub.example.org.", Rtype::A);
+    assert!(!serve(&c, &mut req).expect("referral").header.aa(), "a referral is not authoritative");
+    let mut req = query("www.example.net.", Rtype::A);
+    serve(&c, &mut req).expect("next answers");
+    assert_eq!(rec.count(), 1, "names outside the zone go on");
+}
+
+#[test]
+fn fallthrough_passes_nxdomain() {
+    let mut c = setup(&format!("file {} example.org {{\n    fallthrough\n}}", testdata("db.example.org")), &["."]).expect("loads");
+    let rec = record_calls();
+    c.push(rec.clone());
+    let mut req = query("nope.example.org.", Rtype::A);
+    serve(&c, &mut req).expect("next answers");
+    assert_eq!(rec.count(), 1);
+    let mut req = query("www.example.org.", Rtype::MX);
+    serve(&c, &mut req).expect("nodata");
+    assert_eq!(rec.count(), 1, "NODATA does not fall through");
+}
+
+#[test]
+fn errors_name_file_line_and_column() {
+    let dir = temp_dir_for("file");
+    let f = dir.join("db.bad");
+    std::fs::write(&f, "$TTL 60\n@ IN SOA ns h 1 2 3 4 5\n$GENERATE 1-3 h$ A 192.0.2.$\nwww IN A 999.0.0.1\n").expect("write");
+    let e = setup(&format!("file {} example.org", f.display()), &["."]).map(|_| ()).expect_err("bad address");
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("{}:4:", f.display())) && msg.contains("IPv4"), "{msg}");
+    std::fs::write(&f, "www IN A 192.0.2.1\n").expect("write");
+    let e = setup(&format!("file {} example.org", f.display()), &["."]).map(|_| ()).expect_err("no SOA");
+    assert!(e.to_string().contains("no SOA"), "{e}");
+    std::fs::write(&f, "@ IN SOA ns h 1 2 3 4 5\nwww.example.net. IN A 192.0.2.1\n").expect("write");
+    let e = setup(&format!("file {} example.org", f.display()), &["."]).map(|_| ()).expect_err("out of zone");
+    assert!(e.to_string().contains("out of zone"), "{e}");
+    let e = setup("file /nonexistent/db example.org", &["."]).map(|_| ()).expect_err("missing");
+    assert!(e.to_string().contains("/nonexistent/db"), "{e}");
+}
+
+#[test]
+fn reloads_on_a_new_serial_and_keeps_the_old_zone_on_errors() {
+    let dir = temp_dir_for("file");
+    let f = dir.join("db.example.org");
+    std::fs::write(&f, "@ 60 IN SOA ns h 1 2 3 4 5\nwww 60 IN A 192.0.2.1\n").expect("write");
+    let c = setup(&format!("file {} example.org {{\n    reload 20ms\n}}", f.display()), &["."]).expect("loads");
+    let wait_for = |want: &'static str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let mut req = query("www.example.org.", Rtype::A);
+            let r = serve(&c, &mut req).expect("answers");
+            if r.answer.first().map(|r| r.to_string()).as_deref() == Some(want) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "never saw {want}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for("www.example.org. 60 IN A 192.0.2.1");
+    // A broken file is not served.
+    std::fs::write(&f, "@ 60 IN SOA ns h 2 2 3 4 5\nwww 60 IN A bogus\n").expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    wait_for("www.example.org. 60 IN A 192.0.2.1");
+    std::fs::write(&f, "@ 60 IN SOA ns h 3 2 3 4 5\nwww 60 IN A 192.0.2.3\n").expect("write");
+    wait_for("www.example.org. 60 IN A 192.0.2.3");
+}
+
+#[test]
+fn generate_in_a_zone_file() {
+    let c = setup(&format!("file {} generate.example.org", testdata("db.generate.example.org")), &["."]).expect("loads");
+    run_cases(
+        &c,
+        &[
+            Case { qname: "host-3.generate.example.org.", answer: &["host-3.generate.example.org. IN A 192.0.2.13"], ..Case::EMPTY },
+            Case {
+                qname: "rev2.generate.example.org.",
+                qtype: Rtype::PTR,
+                answer: &["rev2.generate.example.org. IN PTR host-2.generate.example.org."],
+                ..Case::EMPTY
+            },
+        ],
+    );
+}
+
+#[test]
+fn generate_expands_modifiers() {
+    let (text, map) = super::loader::expand_generate("a\n$GENERATE 1-2 x${0,3,x} A 10.0.0.$\nb\n").expect("expands");
+    assert_eq!(text, "a\nx001 A 10.0.0.1\nx002 A 10.0.0.2\nb\n");
+    assert_eq!(&map[..4], &[1, 2, 2, 3]);
+    assert!(super::loader::expand_generate("$GENERATE 5-1 x A 1.2.3.4\n").is_err());
+}
+
+#[test]
+fn rejects_bad_options() {
+    for text in ["file", "file db {\n    reload x\n}", "file db {\n    bogus\n}"] {
+        assert!(setup(text, &["."]).is_err(), "{text}");
+    }
+}
