@@ -100,16 +100,25 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// CoreDNS's second line of `-version` and of the start-up banner: `OS/ARCH, TOOLCHAIN, COMMIT`.
+fn platform_line() -> String {
+    format!("{}/{}, {}, {}", std::env::consts::OS, std::env::consts::ARCH, env!("FERRITE_RUSTC_VERSION"), env!("FERRITE_COMMIT"))
+}
+
+/// `-version`: CoreDNS's two lines, then one `key: value` line per build fact.
 fn version_text() -> String {
     let plugins: Vec<&str> = REGISTRY.iter().map(|r| r.name).collect();
+    let linking = if cfg!(target_feature = "crt-static") { "static" } else { "dynamic" };
+    let panic = if cfg!(panic = "unwind") { "unwind" } else { "abort" };
+    let allocator = if cfg!(feature = "mimalloc") { "mimalloc" } else { "system" };
     format!(
-        "{}\n{}/{}, {}, {}\ncommit {}\nplugins: {}",
+        "{}\n{}\ncommit: {}\nrustc: {}\ntarget: {} ({linking}, {} profile, panic={panic})\nallocator: {allocator}\nplugins: {}",
         crate::VERSION,
-        std::env::consts::OS,
-        std::env::consts::ARCH,
+        platform_line(),
+        env!("FERRITE_COMMIT"),
         env!("FERRITE_RUSTC_VERSION"),
         env!("FERRITE_TARGET"),
-        env!("FERRITE_COMMIT"),
+        env!("FERRITE_PROFILE"),
         plugins.join(" ")
     )
 }
@@ -312,7 +321,7 @@ fn run(cli: &Cli) -> i32 {
     };
     if !cli.quiet {
         println!("{}", crate::VERSION);
-        println!("{}/{}, {}, {}", std::env::consts::OS, std::env::consts::ARCH, env!("FERRITE_RUSTC_VERSION"), env!("FERRITE_COMMIT"));
+        println!("{}", platform_line());
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -104,9 +104,22 @@ fn plugins_and_version() {
     assert!(listed.contains(&"whoami"));
     let (code, out, _) = ferrite(&["-version"]);
     assert_eq!(code, 0);
-    assert!(out.starts_with("ferrite-"), "{out}");
-    assert!(out.contains("rustc"), "{out}");
-    assert!(out.contains("whoami"), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], concat!("ferrite-", env!("CARGO_PKG_VERSION")), "{out}");
+    // CoreDNS's second line: OS/ARCH, toolchain, commit.
+    assert!(lines[1].starts_with(&format!("{}/{}, rustc ", std::env::consts::OS, std::env::consts::ARCH)), "{out}");
+    let field = |key: &str| {
+        lines.iter().find_map(|l| l.strip_prefix(key)).unwrap_or_else(|| panic!("no {key:?} line in\n{out}")).to_string()
+    };
+    assert!(field("rustc: ").starts_with("rustc 1."), "{out}");
+    assert!(field("target: ").contains("panic=unwind"), "{out}");
+    assert_eq!(field("plugins: "), listed.join(" "), "{out}");
+    let commit = field("commit: ");
+    assert!(lines[1].ends_with(&format!(", {commit}")), "{out}");
+    let git = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    if let Some(g) = git.ok().filter(|g| g.status.success() && std::env::var_os("FERRITE_COMMIT").is_none()) {
+        assert_eq!(commit, String::from_utf8_lossy(&g.stdout).trim(), "the commit built in is HEAD's");
+    }
 }
 
 #[test]
