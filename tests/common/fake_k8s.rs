@@ -195,7 +195,11 @@ fn status_410() -> Value {
            "message": "too old resource version", "reason": "Expired", "code": 410})
 }
 
-async fn handle(req: Request<hyper::body::Incoming>, inner: Arc<Mutex<Inner>>, tick: tokio::sync::watch::Sender<(u64, u64)>) -> Result<Response<Body>, Infallible> {
+async fn handle(req: Request<hyper::body::Incoming>, inner: Arc<Mutex<Inner>>, tick: tokio::sync::watch::Sender<(u64, u64)>) -> Result<Response<Body>, std::io::Error> {
+    // Down: a kept-alive connection is cut too (an error from the service closes it).
+    if inner.lock().expect("lock").down_until.is_some_and(|t| Instant::now() < t) {
+        return Err(std::io::Error::other("the fake API server is down"));
+    }
     let path = req.uri().path().to_string();
     let params = query_params(req.uri().query());
     inner.lock().expect("lock").requests.push(req.uri().to_string());
