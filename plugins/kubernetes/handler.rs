@@ -288,10 +288,8 @@ impl Kubernetes {
         let svc_name = format!("{}.{}.svc.{zone}", r.service, r.namespace);
         let mut out = Vec::new();
         let mut found = false;
-        if self.opts.ignore_empty_service && svc.external_name.is_none() && !svc.headless {
-            if store.slices(&k).all(|s| s.addrs.is_empty()) {
-                return Err(NameError);
-            }
+        if self.opts.ignore_empty_service && svc.external_name.is_none() && !svc.headless && store.slices(&k).all(|s| s.addrs.is_empty()) {
+            return Err(NameError);
         }
         if let Some(ext) = &svc.external_name {
             // ExternalName services have no endpoints, ports or protocols to ask for.
@@ -393,6 +391,7 @@ impl Kubernetes {
     }
 
     /// CoreDNS's `plugin.A`/`plugin.AAAA` over `services`, following in-zone CNAMEs.
+    #[allow(clippy::too_many_arguments)] // the recursion carries the name in three forms
     fn addresses(&self, store: &Store, qtype: Rtype, owner: &Name<Bytes>, base: &str, zone: &str, lower: &str, depth: usize, out: &mut Answer) -> Result<(), NameError> {
         // checkForApex: the apex itself has no addresses (its `dns.ZONE` lookup is invalid).
         let hits = self.services(store, qtype, base, zone, lower)?;
@@ -448,7 +447,7 @@ impl Kubernetes {
                 continue;
             }
             let Host::Ip(ip) = h.host else { continue };
-            let target = format!("{}", h.key);
+            let target = h.key;
             let Some(tname) = name(&target) else { continue };
             if !dup_srv.contains(&(target.clone(), h.port)) {
                 dup_srv.push((target.clone(), h.port));
@@ -507,7 +506,7 @@ impl Kubernetes {
     }
 
     /// Answers a query in our zones; `None` passes it on (out of zone, or fallthrough).
-    fn lookup(&self, req: &Request) -> Option<Result<(Reply, Option<Name<Bytes>>), ServeError>> {
+    fn lookup(&self, req: &Request) -> Option<Result<Looked, ServeError>> {
         let qname_text = req.qname.fmt_with_dot().to_string();
         let lower = qname_text.to_ascii_lowercase();
         let zi = self.zone_of(&lower)?;
@@ -593,6 +592,9 @@ impl Kubernetes {
         Some(Ok((reply, out.resolve)))
     }
 }
+
+/// A reply, and an ExternalName target for the rest of the chain to resolve.
+type Looked = (Reply, Option<Name<Bytes>>);
 
 /// The labels of `lower` before `zone` (both lower case with a trailing dot), without the dot.
 fn base_of<'a>(lower: &'a str, zone: &str) -> &'a str {

@@ -186,7 +186,7 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
             "apiserver_qps" => {
                 let t = &line.nargs(1, 1)?[0];
                 let q: f64 = t.parse("a number of queries per second")?;
-                if !(q > 0.0) {
+                if q.is_nan() || q <= 0.0 {
                     return Err(t.err("apiserver_qps must be positive"));
                 }
                 c.apiserver_qps = Some(q);
