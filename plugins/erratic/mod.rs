@@ -93,7 +93,7 @@ pub struct Erratic {
 }
 
 fn every(n: u64, nr: u64) -> bool {
-    n > 0 && nr % n == 0
+    n > 0 && nr.is_multiple_of(n)
 }
 
 /// A small zone for AXFR: SOA, NS, A, AAAA and the SOA again (RFC 5936 §2.2).

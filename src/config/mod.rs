@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn unknown_and_unavailable_plugins() {
-        let e = from_corefile_str(". {\n  nosuchplugin\n  kubernetes cluster.local\n}\n", "Corefile").expect_err("fails");
+        let e = from_corefile_str(". {\n  nosuchplugin\n  etcd skydns.local\n}\n", "Corefile").expect_err("fails");
         assert_eq!(e.len(), 2);
         assert!(!e[0].unavailable);
         assert!(e[0].to_string().starts_with("Corefile:2:3: unknown plugin \"nosuchplugin\"; known plugins: "), "{}", e[0]);

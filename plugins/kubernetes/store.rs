@@ -1,0 +1,257 @@
+//! The in-memory model of the cluster that answers are made from: only the fields the records
+//! need (names, addresses, ports, hostnames), indexed by name and by address. Watchers write it;
+//! queries read it under a read lock that is held for the lookup only.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A port of a Service or an EndpointSlice. `port == -1` stands for "no ports declared", as
+/// CoreDNS's sentinel: it still makes A records, never SRV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    pub name: Box<str>,
+    /// `TCP`, `UDP` or `SCTP`, compared case-insensitively.
+    pub protocol: Box<str>,
+    pub port: i32,
+}
+
+impl Port {
+    pub fn new(name: &str, protocol: &str, port: i32) -> Port {
+        Port { name: name.into(), protocol: protocol.into(), port }
+    }
+}
+
+/// What a Service contributes to DNS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Service {
+    /// `spec.clusterIPs` (both families for dual-stack); empty for headless services.
+    pub cluster_ips: Vec<IpAddr>,
+    /// `spec.clusterIP: None`.
+    pub headless: bool,
+    /// `spec.externalName` of a Service of type ExternalName.
+    pub external_name: Option<Box<str>>,
+    pub ports: Vec<Port>,
+}
+
+/// One ready address of an EndpointSlice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointAddr {
+    pub ip: IpAddr,
+    pub hostname: Option<Box<str>>,
+    /// `targetRef.name`, the pod's name, for `endpoint_pod_names`.
+    pub target: Option<Box<str>>,
+}
+
+/// The part of an EndpointSlice DNS uses: its service, ports and ready addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    pub service: Box<str>,
+    pub ports: Vec<Port>,
+    pub addrs: Vec<EndpointAddr>,
+}
+
+/// The model. Keys are (namespace, name) joined as `name.namespace`, the order of the labels in
+/// a query, so that a lookup needs one string.
+#[derive(Debug, Default)]
+pub struct Store {
+    services: HashMap<Box<str>, Service>,
+    /// `service.namespace` → slice name → slice.
+    slices: HashMap<Box<str>, HashMap<Box<str>, Slice>>,
+    /// `slice.namespace` → `service.namespace`, to find a slice when it is deleted or moved.
+    slice_owner: HashMap<Box<str>, Box<str>>,
+    namespaces: HashSet<Box<str>>,
+    /// `pod.namespace` → IP; and the reverse index IP → namespaces (`pods verified`).
+    pods: HashMap<Box<str>, IpAddr>,
+    pod_ips: HashMap<IpAddr, Vec<Box<str>>>,
+    /// ClusterIP → `service.namespace`.
+    service_ips: HashMap<IpAddr, Box<str>>,
+    /// Endpoint IP → `service.namespace` of the slices that hold it.
+    endpoint_ips: HashMap<IpAddr, Vec<Box<str>>>,
+    /// Unix time of the last change: the SOA serial.
+    pub modified: u32,
+}
+
+pub fn key(name: &str, namespace: &str) -> Box<str> {
+    let mut k = String::with_capacity(name.len() + namespace.len() + 1);
+    k.push_str(name);
+    k.push('.');
+    k.push_str(namespace);
+    k.into_boxed_str()
+}
+
+fn now() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
+fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Box<str>>>, k: K, v: &str) {
+    if let Some(list) = m.get_mut(&k) {
+        if let Some(i) = list.iter().position(|x| &**x == v) {
+            list.swap_remove(i);
+        }
+        if list.is_empty() {
+            m.remove(&k);
+        }
+    }
+}
+
+impl Store {
+    pub fn touch(&mut self) {
+        self.modified = now();
+    }
+
+    pub fn service(&self, name: &str, namespace: &str) -> Option<&Service> {
+        self.services.get(&*key(name, namespace))
+    }
+
+    pub fn service_by_key(&self, k: &str) -> Option<&Service> {
+        self.services.get(k)
+    }
+
+    /// The slices of a service, in no particular order.
+    pub fn slices(&self, svc_key: &str) -> impl Iterator<Item = &Slice> {
+        self.slices.get(svc_key).into_iter().flat_map(|m| m.values())
+    }
+
+    pub fn has_namespace(&self, ns: &str) -> bool {
+        self.namespaces.contains(ns)
+    }
+
+    pub fn pod_namespaces(&self, ip: &IpAddr) -> &[Box<str>] {
+        self.pod_ips.get(ip).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn service_for_ip(&self, ip: &IpAddr) -> Option<&str> {
+        self.service_ips.get(ip).map(|k| &**k)
+    }
+
+    pub fn endpoint_services_for_ip(&self, ip: &IpAddr) -> &[Box<str>] {
+        self.endpoint_ips.get(ip).map_or(&[], |v| v.as_slice())
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let eps = self.slices.values().flat_map(|m| m.values()).map(|s| s.addrs.len()).sum();
+        (self.services.len(), eps, self.namespaces.len(), self.pods.len())
+    }
+
+    pub fn upsert_service(&mut self, name: &str, namespace: &str, svc: Service) {
+        let k = key(name, namespace);
+        self.delete_service_key(&k);
+        for ip in &svc.cluster_ips {
+            self.service_ips.insert(*ip, k.clone());
+        }
+        self.services.insert(k, svc);
+        self.touch();
+    }
+
+    pub fn delete_service(&mut self, name: &str, namespace: &str) {
+        self.delete_service_key(&key(name, namespace));
+        self.touch();
+    }
+
+    fn delete_service_key(&mut self, k: &str) {
+        if let Some(old) = self.services.remove(k) {
+            for ip in &old.cluster_ips {
+                if self.service_ips.get(ip).is_some_and(|o| &**o == k) {
+                    self.service_ips.remove(ip);
+                }
+            }
+        }
+    }
+
+    pub fn upsert_slice(&mut self, name: &str, namespace: &str, slice: Slice) {
+        self.delete_slice_quiet(name, namespace);
+        let sk = key(name, namespace);
+        let owner = key(&slice.service, namespace);
+        for a in &slice.addrs {
+            let list = self.endpoint_ips.entry(a.ip).or_default();
+            if !list.contains(&owner) {
+                list.push(owner.clone());
+            }
+        }
+        self.slice_owner.insert(sk, owner.clone());
+        self.slices.entry(owner).or_default().insert(name.into(), slice);
+        self.touch();
+    }
+
+    pub fn delete_slice(&mut self, name: &str, namespace: &str) {
+        self.delete_slice_quiet(name, namespace);
+        self.touch();
+    }
+
+    fn delete_slice_quiet(&mut self, name: &str, namespace: &str) {
+        let Some(owner) = self.slice_owner.remove(&*key(name, namespace)) else { return };
+        let Some(m) = self.slices.get_mut(&owner) else { return };
+        if let Some(old) = m.remove(name) {
+            for a in &old.addrs {
+                // Another slice of the same service may hold the address too.
+                let still = m.values().any(|s| s.addrs.iter().any(|b| b.ip == a.ip));
+                if !still {
+                    remove_from(&mut self.endpoint_ips, a.ip, &owner);
+                }
+            }
+        }
+        if m.is_empty() {
+            self.slices.remove(&owner);
+        }
+    }
+
+    pub fn upsert_namespace(&mut self, name: &str) {
+        self.namespaces.insert(name.into());
+        self.touch();
+    }
+
+    pub fn delete_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+        self.touch();
+    }
+
+    pub fn upsert_pod(&mut self, name: &str, namespace: &str, ip: Option<IpAddr>) {
+        self.delete_pod_quiet(name, namespace);
+        if let Some(ip) = ip {
+            self.pods.insert(key(name, namespace), ip);
+            self.pod_ips.entry(ip).or_default().push(namespace.into());
+        }
+        self.touch();
+    }
+
+    pub fn delete_pod(&mut self, name: &str, namespace: &str) {
+        self.delete_pod_quiet(name, namespace);
+        self.touch();
+    }
+
+    fn delete_pod_quiet(&mut self, name: &str, namespace: &str) {
+        if let Some(ip) = self.pods.remove(&*key(name, namespace)) {
+            remove_from(&mut self.pod_ips, ip, namespace);
+        }
+    }
+
+    /// Forgets every object of one kind: a relist replaces them all.
+    pub fn clear(&mut self, kind: Kind) {
+        match kind {
+            Kind::Service => {
+                self.services.clear();
+                self.service_ips.clear();
+            }
+            Kind::Slice => {
+                self.slices.clear();
+                self.slice_owner.clear();
+                self.endpoint_ips.clear();
+            }
+            Kind::Namespace => self.namespaces.clear(),
+            Kind::Pod => {
+                self.pods.clear();
+                self.pod_ips.clear();
+            }
+        }
+    }
+}
+
+/// The kinds of object watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Service,
+    Slice,
+    Namespace,
+    Pod,
+}
