@@ -18,7 +18,8 @@ pub use crate::server::options::ServerOptions;
 /// Everything a plugin module usually needs.
 pub mod prelude {
     pub use super::{
-        BoxFuture, Directive, Line, Next, Plugin, Reply, Request, Rr, ServeError, SetupCtx, SetupError, Token,
+        BoxFuture, Directive, Line, Next, OwnedNext, Plugin, Reply, Request, Rr, ServeError, SetupCtx, SetupError,
+        Token,
     };
     pub use bytes::Bytes;
     pub use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
@@ -72,6 +73,28 @@ impl<'a> Next<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.rest.is_empty()
+    }
+
+    /// The plugins `serve` would run, for work that must outlive this query (a cache refreshing
+    /// an entry in the background clones them into an owned chain: see [`OwnedNext`]).
+    pub fn plugins(&self) -> &'a [Arc<dyn Plugin>] {
+        self.rest
+    }
+
+    /// An owned copy of the rest of the chain, for a task that outlives this query.
+    pub fn to_owned(&self) -> OwnedNext {
+        OwnedNext(self.rest.into())
+    }
+}
+
+/// The rest of a chain, owned: a background task (prefetch, a stale entry's refresh) runs it
+/// after the query that started it has been answered.
+#[derive(Clone)]
+pub struct OwnedNext(Arc<[Arc<dyn Plugin>]>);
+
+impl OwnedNext {
+    pub fn next(&self) -> Next<'_> {
+        Next { rest: &self.0 }
     }
 }
 
@@ -163,11 +186,26 @@ pub struct SetupCtx<'c> {
     /// Options of the listeners this block is served on (bind addresses, TCP limits).
     pub server: &'c mut ServerOptions,
     pub(crate) handlers: Vec<Arc<dyn Plugin>>,
+    pub(crate) startup: Vec<StartupHook>,
 }
+
+/// Work a plugin runs once the server is listening, given the address of the block's first
+/// listener (as bound: port 0 resolved, a wildcard address as written). CoreDNS's `OnStartup`.
+pub type StartupHook = Box<dyn FnOnce(std::net::SocketAddr) + Send + 'static>;
 
 impl<'c> SetupCtx<'c> {
     pub fn new(zones: &'c [domain::base::name::Name<bytes::Bytes>], root: PathBuf, server: &'c mut ServerOptions) -> Self {
-        SetupCtx { zones, root, server, handlers: Vec::new() }
+        SetupCtx { zones, root, server, handlers: Vec::new(), startup: Vec::new() }
+    }
+
+    /// Runs `hook` once every listener is serving (the `loop` plugin sends its probe from here).
+    pub fn on_startup(&mut self, hook: impl FnOnce(std::net::SocketAddr) + Send + 'static) {
+        self.startup.push(Box::new(hook));
+    }
+
+    /// The hooks registered with [`SetupCtx::on_startup`].
+    pub fn take_startup_hooks(&mut self) -> Vec<StartupHook> {
+        std::mem::take(&mut self.startup)
     }
 
     /// Adds a handler to the end of the block's chain.

@@ -32,6 +32,7 @@ pub struct Bound {
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
     tcp_conns: Arc<AtomicUsize>,
+    startup: Vec<crate::plugin::StartupHook>,
 }
 
 impl Bound {
@@ -55,6 +56,7 @@ pub fn bind(specs: Vec<ListenerSpec>, workers: usize) -> io::Result<Vec<Bound>> 
             udp,
             tcp,
             tcp_conns: Arc::new(AtomicUsize::new(0)),
+            startup: spec.startup,
         });
     }
     Ok(out)
@@ -129,7 +131,11 @@ fn tcp_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// Starts one thread per worker and serves until the process exits.
 pub fn start(bound: Vec<Bound>, workers: usize) -> io::Result<Vec<std::thread::JoinHandle<()>>> {
     let mut per_worker: Vec<Vec<Task>> = (0..workers).map(|_| Vec::new()).collect();
-    for b in bound {
+    let mut hooks = Vec::new();
+    for mut b in bound {
+        for h in b.startup.drain(..) {
+            hooks.push((b.addr, h));
+        }
         for (i, s) in b.udp.into_iter().enumerate() {
             per_worker[i].push(Task::Udp(s, b.router.clone()));
         }
@@ -168,6 +174,10 @@ pub fn start(bound: Vec<Bound>, workers: usize) -> io::Result<Vec<std::thread::J
             });
         })?;
         handles.push(h);
+    }
+    // NOTE: hooks run after every socket is being served, so a probe sent to ourselves is answered.
+    for (addr, hook) in hooks {
+        hook(addr);
     }
     Ok(handles)
 }

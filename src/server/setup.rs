@@ -21,6 +21,8 @@ pub struct ListenerSpec {
     pub addr: SocketAddr,
     pub router: Router,
     pub options: ServerOptions,
+    /// Startup hooks of the blocks whose first listener this is.
+    pub startup: Vec<crate::plugin::StartupHook>,
 }
 
 /// Sets up every block of `config`. `dns_port` is the port of keys that name none.
@@ -78,6 +80,7 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
                 failed = true;
             }
         }
+        let mut hooks = ctx.take_startup_hooks();
         let handlers = ctx.into_handlers();
         if failed {
             continue;
@@ -100,7 +103,10 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Vec<ListenerSpec>, Vec<Pr
                     addr,
                     router: Router::default(),
                     options: options.clone(),
+                    startup: Vec::new(),
                 });
+                // As CoreDNS's loop plugin, a block's hooks see its first listener.
+                spec.startup.append(&mut hooks);
                 if let Err(e) = spec.router.insert(key.zone.clone(), chain.clone()) {
                     problems.push(SetupError::new(format!("{key}: {e}")).into());
                 }
