@@ -453,13 +453,9 @@ impl Inner {
                     h.hits[kind as usize].increment(1);
                     return Found::Fresh { reply, prefetch: flag };
                 }
-                Some(None) => {
-                    // Expired and not to be served stale: make room.
-                    if store.remove(hash, &key) {
-                        h.entries[kind as usize].set(store.len() as f64);
-                    }
-                }
-                None => {}
+                // Expired and not to be served stale: make room.
+                Some(None) if store.remove(hash, &key) => h.entries[kind as usize].set(store.len() as f64),
+                _ => {}
             }
         }
         Found::Miss

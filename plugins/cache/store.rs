@@ -134,6 +134,10 @@ impl Store {
         self.len.load(Ordering::Relaxed)
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The key's hash: SipHash with this store's random seed over the lower-cased name, so a
     /// client cannot aim many names at one shard.
     pub fn hash(&self, k: &Key) -> u64 {

@@ -549,7 +549,8 @@ impl Forward {
             } else {
                 Proto::Udp
             };
-            let mut timeout = up.timeout();
+            // RFC 6298 §5.5: each further try of this query waits twice as long.
+            let mut timeout = up.timeout().saturating_mul(1 << (tries - 1).min(4)).min(MAX_TIMEOUT);
             if proto != Proto::Udp {
                 // A new stream may need a handshake first.
                 timeout = timeout.max(Duration::from_secs(1));
@@ -565,9 +566,6 @@ impl Forward {
                     continue;
                 }
                 Err(e) => {
-                    if matches!(e, ExchangeError::Timeout(_)) {
-                        up.observe_timeout();
-                    }
                     up.start_health_check(&self.health);
                     last_err = Some(format!("upstream {} {e}", up.label));
                     continue;

@@ -523,8 +523,6 @@ fn the_per_try_timeout_follows_the_observed_latency() {
     }
     let t = u.timeout();
     assert!(t > Duration::from_millis(300) && t < MAX_TIMEOUT, "{t:?}");
-    u.observe_timeout();
-    assert!(u.timeout() > t, "a timeout backs off");
 }
 
 #[tokio::test]

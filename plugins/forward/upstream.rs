@@ -19,7 +19,8 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(2);
 /// The floor of the per-try timeout: a recursive upstream that is usually fast still gets this
 /// long for an answer it has to look up.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long a health probe waits for its reply.
+/// The longest a health probe waits for its reply; it waits the upstream's per-try timeout
+/// when that is shorter.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub const REQUESTS: &str = "coredns_forward_requests_total";
@@ -132,7 +133,9 @@ impl Upstream {
     }
 
     /// The time one try may take: RFC 6298's RTO from the replies seen so far, within
-    /// [`MIN_TIMEOUT`, `MAX_TIMEOUT`]; doubled after each timeout, as RFC 6298 §5.5 backs off.
+    /// [`MIN_TIMEOUT`, `MAX_TIMEOUT`]. The query backs off per try (see `Forward::forward`), not
+    /// the upstream: a silent upstream must not make every later query wait the longest time
+    /// before it fails over.
     pub fn timeout(&self) -> Duration {
         Duration::from_micros(self.rto.load(Ordering::Relaxed))
     }
@@ -152,11 +155,6 @@ impl Upstream {
         self.rttvar.store(var, Ordering::Relaxed);
         let rto = (srtt + 4 * var).clamp(MIN_TIMEOUT.as_micros() as u64, MAX_TIMEOUT.as_micros() as u64);
         self.rto.store(rto, Ordering::Relaxed);
-    }
-
-    pub fn observe_timeout(&self) {
-        let rto = self.rto.load(Ordering::Relaxed);
-        self.rto.store((rto * 2).min(MAX_TIMEOUT.as_micros() as u64), Ordering::Relaxed);
     }
 
     /// One try: `query` (whose ID is replaced) over `proto`, within `timeout`.
@@ -222,7 +220,7 @@ impl Upstream {
             Proto::Udp
         };
         let q = Question { qname: &hc.domain, qtype: Rtype::NS, qclass: Class::IN };
-        self.exchange(&mut query, proto, &q, PROBE_TIMEOUT).await.is_ok()
+        self.exchange(&mut query, proto, &q, self.timeout().min(PROBE_TIMEOUT)).await.is_ok()
     }
 }
 
