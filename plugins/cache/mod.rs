@@ -23,7 +23,7 @@ use crate::plugin::prelude::*;
 use crate::plugin::parse_duration;
 use crate::response::{typify, ResponseType};
 
-pub use store::{Key, Store, Stored};
+pub use store::{Key, Snapshot, Store, Stored};
 
 pub const ENTRIES: &str = "coredns_cache_entries";
 pub const HITS: &str = "coredns_cache_hits_total";
@@ -288,12 +288,14 @@ pub fn build(c: &Config, block_zones: &[Name<Bytes>]) -> Result<Cache, SetupErro
         let z = if d.zones.is_empty() { zones.clone() } else { names(&d.zones)? };
         disabled.extend(z.into_iter().map(|z| (d.kind, z)));
     }
+    // One seed for both stores: a key's hash is computed once per query.
+    let hasher = std::collections::hash_map::RandomState::new();
     let zones_label = zones.iter().map(|z| z.fmt_with_dot().to_string()).collect::<Vec<_>>().join(",");
     Ok(Cache {
         inner: Arc::new(Inner {
             zones,
-            success: Store::new(pcap),
-            denial: Store::new(ncap),
+            success: Store::new(pcap, hasher.clone()),
+            denial: Store::new(ncap, hasher),
             success_ttl: (pmin, pmax),
             denial_ttl: (nmin, nmax),
             prefetch,
@@ -425,28 +427,28 @@ impl Inner {
     /// dropped, or served stale inside the serve_stale window.
     fn lookup(&self, req: &Request, h: &Handles, now: u32) -> Found {
         let key = key_of(req);
+        let hash = self.success.hash(&key);
         for kind in [Kind::Success, Kind::Denial] {
             let store = self.store(kind);
-            let hash = store.hash(&key);
             let found = store.with(hash, &key, |e| {
                 let left = e.remaining(now);
                 if left > 0 {
                     let prefetch = self.should_prefetch(e, now, left);
                     let ttl = if self.keepttl { e.ttl } else { left as u32 };
-                    return Some((e.reply.clone(), ttl, false, prefetch));
+                    return Some((e.snapshot(), ttl, false, prefetch));
                 }
                 match self.stale {
                     Some((window, _)) if -left < i64::from(window) => {
                         let refresh = !e.refreshing;
                         e.refreshing = true;
-                        Some((e.reply.clone(), 0, true, refresh))
+                        Some((e.snapshot(), 0, true, refresh))
                     }
                     _ => None,
                 }
             });
             match found {
-                Some(Some((stored, ttl, stale, flag))) => {
-                    let reply = to_reply(&stored, req, ttl);
+                Some(Some((snap, ttl, stale, flag))) => {
+                    let Some(reply) = to_reply(&snap, req, ttl) else { return Found::Miss };
                     if stale {
                         return Found::Stale { reply, refresh: flag };
                     }
@@ -509,16 +511,10 @@ impl Inner {
         if self.disabled.iter().any(|(k, z)| *k == kind && req.qname.ends_with(z)) {
             return false;
         }
-        let stored = Stored {
-            header: reply.header,
-            rcode: reply.rcode,
-            answer: reply.answer.clone().into_boxed_slice(),
-            authority: reply.authority.clone().into_boxed_slice(),
-            additional: reply.additional.clone().into_boxed_slice(),
-        };
+        let stored = Stored { header: reply.header, rcode: reply.rcode, sections: [&reply.answer, &reply.authority, &reply.additional] };
         let key = key_of(req);
         let store = self.store(kind);
-        let r = store.insert(store.hash(&key), &key, stored, now, ttl, hits);
+        let Some(r) = store.insert(store.hash(&key), &key, stored, now, ttl, hits) else { return false };
         if r.evicted > 0 {
             h.evictions[kind as usize].increment(r.evicted as u64);
         }
@@ -572,28 +568,21 @@ fn key_of(req: &Request) -> Key<'_> {
 
 /// A reply from a stored entry: its flags and records with every TTL set to `ttl`, the client's
 /// question (its case) and RD/CD bits.
-fn to_reply(s: &Stored, req: &Request, ttl: u32) -> Reply {
-    let ttl = Ttl::from_secs(ttl);
-    let with_ttl = |rs: &[Rr]| -> Vec<Rr> {
-        let mut v = rs.to_vec();
-        for r in &mut v {
-            r.set_ttl(ttl);
-        }
-        v
-    };
+fn to_reply(s: &Snapshot, req: &Request, ttl: u32) -> Option<Reply> {
+    let [answer, authority, additional] = s.sections(Ttl::from_secs(ttl))?;
     let mut header = s.header;
     header.set_id(req.header.id());
     header.set_rd(req.header.rd());
     header.set_cd(req.header.cd());
-    Reply {
+    Some(Reply {
         header,
         rcode: s.rcode,
         question: Some(Question::new(req.qname.clone(), req.qtype, req.qclass)),
-        answer: with_ttl(&s.answer),
-        authority: with_ttl(&s.authority),
-        additional: with_ttl(&s.additional),
+        answer,
+        authority,
+        additional,
         edns: None,
-    }
+    })
 }
 
 /// The smallest TTL of the reply's records (OPT is never among them); FAIL_SAFE_TTL when there
