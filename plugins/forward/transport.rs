@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,25 +74,29 @@ pub fn matches(wire: &[u8], id: Option<u16>, q: &Question) -> bool {
 /// The largest UDP reply we take: what we advertise, with room for a peer that ignores it.
 const UDP_BUF: usize = 4096;
 
-/// One UDP query on a socket of its own. The socket is bound to port 0, so the kernel picks a
-/// random source port (Linux draws it at random from the ephemeral range), and connected, so
-/// the kernel drops datagrams from any other source; a datagram that is not a response with
-/// our ID and question is ignored and we keep listening until the try's time is up.
+/// One UDP query on a socket of its own. The socket is connected without being bound first,
+/// so the kernel picks the source port, at random from the ephemeral range on Linux, and drops
+/// datagrams from any other source; a datagram that is not a response with our ID and question
+/// is ignored and we keep listening until the try's time is up.
 pub async fn udp(addr: SocketAddr, query: &[u8], q: &Question<'_>, timeout: Duration) -> Result<Bytes, ExchangeError> {
-    let local: SocketAddr =
-        if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-    let std_sock = std::net::UdpSocket::bind(local)?;
-    std_sock.set_nonblocking(true)?;
-    std_sock.connect(addr)?;
-    let sock = tokio::net::UdpSocket::from_std(std_sock)?;
+    // NOTE: created non-blocking and close-on-exec in one system call, and connect() binds: the
+    // fresh socket costs socket, connect, and its registration with the runtime.
+    let raw = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::UDP),
+    )?;
+    raw.connect(&addr.into())?;
+    let sock = tokio::net::UdpSocket::from_std(raw.into())?;
     let id = u16::from_be_bytes([query[0], query[1]]);
     let work = async {
         sock.send(query).await?;
-        let mut buf = vec![0u8; UDP_BUF];
+        let mut buf = BytesMut::with_capacity(UDP_BUF);
         loop {
-            let n = sock.recv(&mut buf).await?;
-            if matches(&buf[..n], Some(id), q) {
-                return Ok::<Bytes, io::Error>(Bytes::copy_from_slice(&buf[..n]));
+            buf.clear();
+            sock.recv_buf(&mut buf).await?;
+            if matches(&buf, Some(id), q) {
+                return Ok::<Bytes, io::Error>(buf.freeze());
             }
             // A spoofed, stale or garbled datagram: not ours. Keep waiting for the real one.
         }
