@@ -90,7 +90,16 @@ pub async fn udp(addr: SocketAddr, query: &[u8], q: &Question<'_>, timeout: Dura
     let sock = tokio::net::UdpSocket::from_std(raw.into())?;
     let id = u16::from_be_bytes([query[0], query[1]]);
     let work = async {
-        sock.send(query).await?;
+        // NOTE: a fresh socket has no readiness yet, so `send().await` would wait for the
+        // runtime to see it writable: a wake-up of the runtime's thread per query just to send.
+        // A new UDP socket has room in its send buffer; try the send at once.
+        match sock.try_send(query) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                sock.send(query).await?;
+            }
+            Err(e) => return Err(e),
+        }
         let mut buf = BytesMut::with_capacity(UDP_BUF);
         loop {
             buf.clear();
