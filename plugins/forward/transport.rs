@@ -220,6 +220,8 @@ impl StreamPool {
     }
 
     async fn open(&self, addr: SocketAddr, connector: &Connector) -> Result<Arc<StreamConn>, ExchangeError> {
+        // The connection's task lives on the runtime of the query that opened it.
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| ExchangeError::Io(e.to_string()))?;
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -227,11 +229,11 @@ impl StreamPool {
         let conn = Arc::new(StreamConn { tx, alive: alive.clone(), inflight: Arc::new(AtomicUsize::new(0)) });
         match connector {
             Connector::Tcp => {
-                tokio::spawn(drive(tcp, rx, alive, self.expire));
+                rt.spawn(drive(tcp, rx, alive, self.expire));
             }
             Connector::Tls(tls, name) => {
                 let stream = tls.connect(name.clone(), tcp).await.map_err(|e| ExchangeError::Io(format!("tls: {e}")))?;
-                tokio::spawn(drive(stream, rx, alive, self.expire));
+                rt.spawn(drive(stream, rx, alive, self.expire));
             }
         }
         Ok(conn)

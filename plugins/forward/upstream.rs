@@ -179,13 +179,14 @@ impl Upstream {
     /// `interval` until one is answered. Each failed probe counts towards `max_fails`; an
     /// answered one (any rcode) makes the upstream healthy again, as in CoreDNS.
     pub fn start_health_check(self: &Arc<Self>, hc: &Arc<HealthCheck>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         if hc.max_fails == 0 || self.checking.swap(true, Ordering::AcqRel) {
             return;
         }
         let (up, hc) = (self.clone(), hc.clone());
         // NOTE: spawned on the runtime of the query that saw the error; the worker runtimes live
         // as long as the server, and the loop ends when the plugin is dropped.
-        tokio::spawn(async move {
+        rt.spawn(async move {
             loop {
                 if up.closed.load(Ordering::Acquire) {
                     break;
