@@ -192,6 +192,9 @@ fn load_for_run(cli: &Cli) -> Result<Config, Vec<Problem>> {
     }
 }
 
+/// A hook with the block's first listener (scheme, configured address).
+type HookAt = (crate::config::keys::Scheme, std::net::SocketAddr, crate::plugin::Hook);
+
 /// The running process: DNS listeners, the HTTP side port, and what reload needs.
 struct Running {
     server: server::Server,
@@ -202,13 +205,13 @@ struct Running {
     fingerprint: u64,
     quiet: bool,
     /// `on shutdown` commands of the configuration now serving.
-    shutdown_hooks: Vec<crate::plugin::Hook>,
+    shutdown_hooks: Vec<HookAt>,
 }
 
 impl Running {
     /// Puts a plan into service; on an error nothing changes. Returns the plan's startup hooks
     /// (`on startup`), which only the first configuration runs.
-    fn apply(&mut self, mut plan: server::setup::Plan) -> Result<Vec<crate::plugin::Hook>, String> {
+    fn apply(&mut self, mut plan: server::setup::Plan) -> Result<Vec<HookAt>, String> {
         let hooks = std::mem::take(&mut plan.hooks);
         #[cfg(feature = "http")]
         {
@@ -332,8 +335,8 @@ fn run(cli: &Cli) -> i32 {
         }
     }
     // The listeners are open and serving: what blocks asked to run at startup runs now.
-    for h in &startup {
-        h();
+    for (scheme, addr, h) in &startup {
+        h(running.server.bound(*scheme, *addr).unwrap_or(*addr));
     }
     let path = config_path(cli);
     let (mut term, mut int, mut usr1) = signals;
@@ -369,8 +372,8 @@ fn run(cli: &Cli) -> i32 {
         }
     });
     running.server.shutdown(std::time::Duration::from_secs(5));
-    for h in &running.shutdown_hooks {
-        h();
+    for (_, addr, h) in &running.shutdown_hooks {
+        h(*addr);
     }
     if let Some(p) = &cli.pidfile {
         let _ = std::fs::remove_file(p);

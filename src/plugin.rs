@@ -22,7 +22,8 @@ pub use crate::server::options::ServerOptions;
 /// Everything a plugin module usually needs.
 pub mod prelude {
     pub use super::{
-        BoxFuture, Directive, Line, Next, Plugin, Reply, Request, Rr, ServeError, SetupCtx, SetupError, Token,
+        BoxFuture, Directive, Line, Next, OwnedNext, Plugin, Reply, Request, Rr, ServeError, SetupCtx, SetupError,
+        Token,
     };
     pub use bytes::Bytes;
     pub use domain::base::iana::{Class, OptRcode, Rcode, Rtype};
@@ -79,6 +80,28 @@ impl<'a> Next<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.rest.is_empty()
+    }
+
+    /// The plugins `serve` would run, for work that must outlive this query (a cache refreshing
+    /// an entry in the background clones them into an owned chain: see [`OwnedNext`]).
+    pub fn plugins(&self) -> &'a [Arc<dyn Plugin>] {
+        self.rest
+    }
+
+    /// An owned copy of the rest of the chain, for a task that outlives this query.
+    pub fn to_owned(&self) -> OwnedNext {
+        OwnedNext(self.rest.into())
+    }
+}
+
+/// The rest of a chain, owned: a background task (prefetch, a stale entry's refresh) runs it
+/// after the query that started it has been answered.
+#[derive(Clone)]
+pub struct OwnedNext(Arc<[Arc<dyn Plugin>]>);
+
+impl OwnedNext {
+    pub fn next(&self) -> Next<'_> {
+        Next { rest: &self.0 }
     }
 }
 
@@ -179,7 +202,7 @@ pub type Collector = Arc<dyn Fn(&mut Request) + Send + Sync>;
 pub type Filter = Arc<dyn Fn(&Request) -> bool + Send + Sync>;
 
 /// Runs once when the server has started serving, or once when it shuts down (`on`).
-pub type Hook = Arc<dyn Fn() + Send + Sync>;
+pub type Hook = Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>;
 
 /// What setup made of one server block, for the server to build its chain from.
 pub(crate) struct BlockParts {
@@ -209,6 +232,7 @@ pub struct SetupCtx<'c> {
     state: HashMap<TypeId, Box<dyn Any + Send>>,
 }
 
+
 impl<'c> SetupCtx<'c> {
     pub fn new(zones: &'c [domain::base::name::Name<bytes::Bytes>], root: PathBuf, server: &'c mut ServerOptions) -> Self {
         SetupCtx {
@@ -225,14 +249,16 @@ impl<'c> SetupCtx<'c> {
         }
     }
 
-    /// Runs `h` once, after the server has started listening (not for `ferrite check`).
-    pub fn on_startup(&mut self, h: Hook) {
-        self.startup.push(h);
+    /// Runs `h` once, after the server has started listening (not for `ferrite check`), with
+    /// the address the block's first listener is bound to (port 0 resolved): CoreDNS's
+    /// `OnStartup`. The `loop` plugin sends its probe there.
+    pub fn on_startup(&mut self, h: impl Fn(std::net::SocketAddr) + Send + Sync + 'static) {
+        self.startup.push(Arc::new(h));
     }
 
-    /// Runs `h` once, when the server shuts down on SIGTERM or SIGINT.
-    pub fn on_shutdown(&mut self, h: Hook) {
-        self.shutdown.push(h);
+    /// Runs `h` once, when the server shuts down on SIGTERM or SIGINT (with the same address).
+    pub fn on_shutdown(&mut self, h: impl Fn(std::net::SocketAddr) + Send + Sync + 'static) {
+        self.shutdown.push(Arc::new(h));
     }
 
     /// Adds a collector, run on each query routed to this block before its filters.

@@ -52,7 +52,7 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
         return Err(SetupError::new("on needs a command to run"));
     }
     let event = c.event;
-    let hook = Arc::new(move || run(event, &args, background));
+    let hook = move |_: std::net::SocketAddr| run(event, &args, background);
     match event {
         Event::Startup => ctx.on_startup(hook),
         Event::Shutdown => ctx.on_shutdown(hook),

@@ -27,14 +27,15 @@ fn hooks_run_once_per_line_and_only_when_asked() {
     let hooks = crate::server::setup::build(&cfg, 53).expect("sets up").hooks;
     assert!(!file.exists(), "setting up runs nothing");
     assert_eq!((hooks.startup.len(), hooks.shutdown.len()), (1, 0), "once for a block of two keys");
-    for h in &hooks.startup {
-        h();
+    for (_, addr, h) in &hooks.startup {
+        h(*addr);
     }
     assert!(file.exists(), "the blocking command has run");
     // A command that cannot start is logged, not fatal.
     let cfg = crate::config::from_corefile_str(". {\n    on shutdown /no/such/program-xyz\n    whoami\n}\n", "t").expect("parses");
     let hooks = crate::server::setup::build(&cfg, 53).expect("sets up").hooks;
-    hooks.shutdown[0]();
+    let (_, addr, h) = &hooks.shutdown[0];
+    h(*addr);
 }
 
 #[test]

@@ -142,6 +142,11 @@ impl Server {
         Ok(Listener { scheme: f.scheme, spec_addr: f.spec_addr, bound: f.bound, router, stop, tcp_stop, udp_threads })
     }
 
+    /// The address a configured listener is bound to (port 0 resolved), if it is serving.
+    pub fn bound(&self, scheme: Scheme, configured: SocketAddr) -> Option<SocketAddr> {
+        self.listeners.get(&(scheme, configured)).map(|l| l.bound)
+    }
+
     /// Stops every listener, then waits up to `grace` for queries in flight to finish.
     pub fn shutdown(&mut self, grace: Duration) {
         let all = std::mem::take(&mut self.listeners);

@@ -48,11 +48,12 @@ pub struct Plan {
     pub hooks: Hooks,
 }
 
-/// What blocks asked to run when the server starts and when it stops (`on`).
+/// What blocks asked to run when the server starts and when it stops (`on`, `loop`), each with
+/// the block's first listener (scheme and configured address).
 #[derive(Default, Clone)]
 pub struct Hooks {
-    pub startup: Vec<Hook>,
-    pub shutdown: Vec<Hook>,
+    pub startup: Vec<(Scheme, SocketAddr, Hook)>,
+    pub shutdown: Vec<(Scheme, SocketAddr, Hook)>,
 }
 
 /// Sets up every block of `config`. `dns_port` is the port of keys that name none.
@@ -143,8 +144,7 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
         debug |= options.debug;
         all_plugins.extend(parts.handlers.iter().cloned());
         let names: Vec<&'static str> = parts.handlers.iter().map(|h| h.name()).collect();
-        hooks.startup.extend(parts.startup.iter().cloned());
-        hooks.shutdown.extend(parts.shutdown.iter().cloned());
+        let mut first_listener: Option<(Scheme, SocketAddr)> = None;
         for key in keys.iter().filter(|k| k.scheme == Scheme::Dns) {
             let addrs: Vec<IpAddr> = if options.bind.is_empty() {
                 vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]
@@ -177,10 +177,16 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
                     addr,
                     router: Router::with_options(options.clone()),
                 });
+                first_listener.get_or_insert((key.scheme, addr));
                 if let Err(e) = spec.router.insert(key.zone.clone(), chain.clone()) {
                     problems.push(SetupError::new(format!("{key}: {e}")).into());
                 }
             }
+        }
+        // As CoreDNS's, a block's hooks see its first listener (the loop plugin probes it).
+        if let Some((scheme, addr)) = first_listener {
+            hooks.startup.extend(parts.startup.iter().map(|h| (scheme, addr, h.clone())));
+            hooks.shutdown.extend(parts.shutdown.iter().map(|h| (scheme, addr, h.clone())));
         }
     }
     if problems.is_empty() {

@@ -17,6 +17,8 @@ use domain::base::message_builder::MessageBuilder;
 use domain::base::name::Name;
 use ferrite::message::Reply;
 
+pub mod upstreams;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferrite");
 
 /// A running ferrite; killed on drop.

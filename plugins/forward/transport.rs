@@ -1,0 +1,314 @@
+//! Exchanges with one upstream: UDP on a fresh socket per query, and TCP or TLS connections that
+//! are kept open and pipelined.
+//!
+//! Why our own exchange rather than domain's `net::client`: the spoofing defence wants a new
+//! socket (a fresh kernel-chosen random source port) and a random ID for every UDP query, and
+//! replies must be checked against ID, question and source; health checking needs to tell a
+//! timeout from a refused connection from a closed cached connection. Those are the whole of a
+//! UDP client, and a pipelined stream is one small task per connection.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use domain::base::iana::{Class, Rtype};
+use domain::base::message::Message;
+use domain::base::name::{Name, ToName};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Why one try with an upstream failed.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// No matching reply within the try's time.
+    Timeout(Duration),
+    /// A cached connection was closed by the other side before it answered: try again on a new
+    /// one, without counting it against the upstream (CoreDNS's ErrCachedClosed).
+    Closed,
+    /// Anything else: refused, unreachable, TLS failure, a reply that does not parse.
+    Io(String),
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExchangeError::Timeout(d) => write!(f, "timed out after {}ms", d.as_millis()),
+            ExchangeError::Closed => f.write_str("connection closed"),
+            ExchangeError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<io::Error> for ExchangeError {
+    fn from(e: io::Error) -> Self {
+        ExchangeError::Io(e.to_string())
+    }
+}
+
+/// The question a reply must carry.
+pub struct Question<'a> {
+    pub qname: &'a Name<Bytes>,
+    pub qtype: Rtype,
+    pub qclass: Class,
+}
+
+/// True when `wire` is a response with `id` to exactly `q` (the name compared without case).
+pub fn matches(wire: &[u8], id: Option<u16>, q: &Question) -> bool {
+    let Ok(msg) = Message::from_octets(wire) else { return false };
+    let h = msg.header();
+    if !h.qr() || id.is_some_and(|id| h.id() != id) || msg.header_counts().qdcount() != 1 {
+        return false;
+    }
+    match msg.first_question() {
+        Some(got) => got.qtype() == q.qtype && got.qclass() == q.qclass && got.qname().name_eq(q.qname),
+        None => false,
+    }
+}
+
+/// The largest UDP reply we take: what we advertise, with room for a peer that ignores it.
+const UDP_BUF: usize = 4096;
+
+/// One UDP query on a socket of its own. The socket is connected without being bound first,
+/// so the kernel picks the source port, at random from the ephemeral range on Linux, and drops
+/// datagrams from any other source; a datagram that is not a response with our ID and question
+/// is ignored and we keep listening until the try's time is up.
+pub async fn udp(addr: SocketAddr, query: &[u8], q: &Question<'_>, timeout: Duration) -> Result<Bytes, ExchangeError> {
+    // NOTE: created non-blocking and close-on-exec in one system call, and connect() binds: the
+    // fresh socket costs socket, connect, and its registration with the runtime.
+    let raw = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM.nonblocking().cloexec(),
+        Some(socket2::Protocol::UDP),
+    )?;
+    raw.connect(&addr.into())?;
+    let sock = tokio::net::UdpSocket::from_std(raw.into())?;
+    let id = u16::from_be_bytes([query[0], query[1]]);
+    let work = async {
+        // NOTE: a fresh socket has no readiness yet, so `send().await` would wait for the
+        // runtime to see it writable: a wake-up of the runtime's thread per query just to send.
+        // A new UDP socket has room in its send buffer; try the send at once.
+        match sock.try_send(query) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                sock.send(query).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        let mut buf = BytesMut::with_capacity(UDP_BUF);
+        loop {
+            buf.clear();
+            sock.recv_buf(&mut buf).await?;
+            if matches(&buf, Some(id), q) {
+                return Ok::<Bytes, io::Error>(buf.freeze());
+            }
+            // A spoofed, stale or garbled datagram: not ours. Keep waiting for the real one.
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r.map_err(ExchangeError::from),
+        Err(_) => Err(ExchangeError::Timeout(timeout)),
+    }
+}
+
+/// A job for a stream connection: a query without its length prefix, and where the reply goes.
+struct Job {
+    query: Vec<u8>,
+    reply: oneshot::Sender<Bytes>,
+}
+
+/// One open TCP or TLS connection: a task owns the stream, writes queries as they come and
+/// hands each reply to its waiter by ID, so many queries share the connection (RFC 7766 §6.2.1.1).
+pub struct StreamConn {
+    tx: mpsc::UnboundedSender<Job>,
+    alive: Arc<AtomicBool>,
+    inflight: Arc<AtomicUsize>,
+}
+
+impl StreamConn {
+    fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire) && !self.tx.is_closed()
+    }
+}
+
+/// How to open a stream to an upstream.
+#[derive(Clone)]
+pub enum Connector {
+    Tcp,
+    Tls(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>),
+}
+
+/// The open connections to one upstream.
+pub struct StreamPool {
+    conns: Mutex<Vec<Arc<StreamConn>>>,
+    /// Held while a connection is being opened, so a burst of queries opens one, not one each.
+    opening: tokio::sync::Mutex<()>,
+    /// Idle connections are closed after this long (`expire`).
+    pub expire: Duration,
+    /// Queries in flight on one connection before another is opened.
+    per_conn: usize,
+    /// Connections kept open at most (`max_idle_conns`; 0 means no limit).
+    pub max_conns: usize,
+}
+
+impl StreamPool {
+    pub fn new(expire: Duration, max_conns: usize) -> StreamPool {
+        StreamPool { conns: Mutex::new(Vec::new()), opening: tokio::sync::Mutex::new(()), expire, per_conn: 100, max_conns }
+    }
+
+    /// A connection with room for one more query, if one is open.
+    fn pick(&self) -> Option<Arc<StreamConn>> {
+        let mut conns = self.conns.lock().expect("pool lock is never poisoned: no panics while held");
+        conns.retain(|c| c.alive());
+        let best = conns.iter().min_by_key(|c| c.inflight.load(Ordering::Relaxed))?;
+        let full = best.inflight.load(Ordering::Relaxed) >= self.per_conn;
+        let may_grow = self.max_conns == 0 || conns.len() < self.max_conns;
+        if full && may_grow {
+            return None;
+        }
+        Some(best.clone())
+    }
+
+    /// Sends `query` on a pooled connection (opening one if needed) and waits for its reply.
+    /// Returns whether a cached connection was used, for the caller to retry on `Closed`.
+    pub async fn exchange(
+        &self,
+        addr: SocketAddr,
+        connector: &Connector,
+        query: &[u8],
+        q: &Question<'_>,
+        timeout: Duration,
+    ) -> Result<Bytes, ExchangeError> {
+        let deadline = Instant::now() + timeout;
+        let conn = match self.pick() {
+            Some(c) => c,
+            None => {
+                let opened = tokio::time::timeout_at(deadline, async {
+                    let _opening = self.opening.lock().await;
+                    // Another query may have opened one while we waited.
+                    if let Some(c) = self.pick() {
+                        return Ok(c);
+                    }
+                    let c = self.open(addr, connector).await?;
+                    self.conns.lock().expect("pool lock is never poisoned").push(c.clone());
+                    Ok::<_, ExchangeError>(c)
+                })
+                .await;
+                match opened {
+                    Ok(c) => c?,
+                    Err(_) => return Err(ExchangeError::Timeout(timeout)),
+                }
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        conn.inflight.fetch_add(1, Ordering::Relaxed);
+        let _done = Inflight(&conn.inflight);
+        if conn.tx.send(Job { query: query.to_vec(), reply: tx }).is_err() {
+            return Err(ExchangeError::Closed);
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(wire)) if matches(&wire, None, q) => Ok(wire),
+            Ok(Ok(_)) => Err(ExchangeError::Io("reply does not match the question".into())),
+            Ok(Err(_)) => Err(ExchangeError::Closed),
+            Err(_) => Err(ExchangeError::Timeout(timeout)),
+        }
+    }
+
+    async fn open(&self, addr: SocketAddr, connector: &Connector) -> Result<Arc<StreamConn>, ExchangeError> {
+        // The connection's task lives on the runtime of the query that opened it.
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| ExchangeError::Io(e.to_string()))?;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let alive = Arc::new(AtomicBool::new(true));
+        let conn = Arc::new(StreamConn { tx, alive: alive.clone(), inflight: Arc::new(AtomicUsize::new(0)) });
+        match connector {
+            Connector::Tcp => {
+                rt.spawn(drive(tcp, rx, alive, self.expire));
+            }
+            Connector::Tls(tls, name) => {
+                let stream = tls.connect(name.clone(), tcp).await.map_err(|e| ExchangeError::Io(format!("tls: {e}")))?;
+                rt.spawn(drive(stream, rx, alive, self.expire));
+            }
+        }
+        Ok(conn)
+    }
+
+    /// Number of open connections (for tests).
+    pub fn open_count(&self) -> usize {
+        let mut conns = self.conns.lock().expect("pool lock is never poisoned");
+        conns.retain(|c| c.alive());
+        conns.len()
+    }
+}
+
+struct Inflight<'a>(&'a AtomicUsize);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Owns one stream: writes queries with an ID that is unused on this connection, reads replies
+/// and hands each to the query with its ID. Ends on EOF, an error, or `expire` without traffic;
+/// dropping the waiters' senders tells them the connection closed.
+async fn drive<S>(stream: S, mut rx: mpsc::UnboundedReceiver<Job>, alive: Arc<AtomicBool>, expire: Duration)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut pending: HashMap<u16, oneshot::Sender<Bytes>> = HashMap::new();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut idle_since = Instant::now();
+    loop {
+        tokio::select! {
+            job = rx.recv() => {
+                let Some(mut job) = job else { break };
+                pending.retain(|_, tx| !tx.is_closed());
+                let mut id: u16 = rand::random();
+                while pending.contains_key(&id) {
+                    id = rand::random();
+                }
+                job.query[..2].copy_from_slice(&id.to_be_bytes());
+                let mut frame = Vec::with_capacity(2 + job.query.len());
+                frame.extend_from_slice(&(job.query.len() as u16).to_be_bytes());
+                frame.extend_from_slice(&job.query);
+                pending.insert(id, job.reply);
+                if wr.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            n = rd.read_buf(&mut buf) => {
+                match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                while buf.len() >= 2 {
+                    let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+                    if buf.len() < 2 + len {
+                        break;
+                    }
+                    buf.advance(2);
+                    let msg = buf.split_to(len).freeze();
+                    if msg.len() >= 2 {
+                        if let Some(tx) = pending.remove(&u16::from_be_bytes([msg[0], msg[1]])) {
+                            let _ = tx.send(msg);
+                        }
+                    }
+                }
+                if pending.is_empty() {
+                    idle_since = Instant::now();
+                }
+            }
+            _ = tokio::time::sleep_until(idle_since + expire), if pending.is_empty() => break,
+        }
+    }
+    alive.store(false, Ordering::Release);
+    let _ = wr.shutdown().await;
+}
