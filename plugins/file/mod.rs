@@ -139,8 +139,9 @@ fn stamp(path: &Path) -> Stamp {
 
 /// Reads `path` as the zone `origin`.
 pub fn load_zone(path: &Path, origin: &Name<Bytes>) -> Result<Zone, String> {
-    let records = loader::read_records(path, origin)?;
-    Zone::build(origin.clone(), records).map_err(|e| format!("{}: {e}", path.display()))
+    let mut b = zone::Builder::new(origin.clone());
+    loader::read_each(path, origin, &mut |r| b.push(r))?;
+    b.finish().map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// One zone being served from one file.
