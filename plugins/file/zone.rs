@@ -300,7 +300,7 @@ impl Builder {
         recs.sort_unstable_by_key(|r| (r.owner, r.rtype, r.off));
         let nsigs = recs.iter().filter(|r| r.rtype == Rtype::RRSIG.to_int()).count();
         let mut out: Vec<u8> = Vec::with_capacity(data.len() + 2 * recs.len() + 4 * nsigs);
-        let mut sets: Vec<SetEntry> = Vec::new();
+        let mut sets: Vec<SetEntry> = Vec::with_capacity(recs.len());
         let mut count = 0;
         let mut kept: Vec<(usize, usize)> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
