@@ -158,6 +158,8 @@ mod memory {
     #[cfg(feature = "mimalloc")]
     mod ffi {
         use std::os::raw::c_long;
+        // Linked in by the binary's global allocator; named here so test binaries link it too.
+        extern crate mimalloc as _;
         extern "C" {
             pub fn mi_collect(force: bool);
             pub fn mi_option_get(option: i32) -> c_long;
