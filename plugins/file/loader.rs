@@ -16,32 +16,48 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// Reads the records of `path` with `origin` as the initial origin.
 pub fn read_records(path: &Path, origin: &Name<bytes::Bytes>) -> Result<Vec<Rr>, String> {
     let mut out = Vec::new();
-    read_into(path, origin, &mut out, 0)?;
+    read_each(path, origin, &mut |r| out.push(r))?;
     Ok(out)
 }
 
-fn read_into(path: &Path, origin: &Name<bytes::Bytes>, out: &mut Vec<Rr>, depth: usize) -> Result<(), String> {
+/// Reads the records of `path`, handing each one to `sink` as it is read, so the caller need
+/// not hold them all (a zone's builder stores them far more compactly than `Rr` values).
+pub fn read_each(path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr)) -> Result<(), String> {
+    read_into(path, origin, sink, 0)
+}
+
+fn read_into(path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr), depth: usize) -> Result<(), String> {
     if depth > MAX_INCLUDE_DEPTH {
         return Err(format!("{}: $INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep", path.display()));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_text(&text, path, origin, out, depth)
+    let read = || std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
+    let text = read()?;
+    // The text is wanted again only to report an error: it is read again then, so only the
+    // scanner's copy is held while the records are read.
+    scan(text, &|| read().unwrap_or_default(), path, origin, sink, depth)
 }
 
 /// Parses zone-file text; `path` names it in errors and anchors relative `$INCLUDE`s.
 pub fn parse_text(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mut Vec<Rr>, depth: usize) -> Result<(), String> {
-    let (text, line_map) = expand_generate(text).map_err(|(line, m)| format!("{}:{line}:1: {m}", path.display()))?;
-    let mut z = Zonefile::with_capacity(text.len()).allow_invalid();
+    scan(text.to_string(), &|| text.to_string(), path, origin, &mut |r| out.push(r), depth)
+}
+
+fn scan(text: String, again: &dyn Fn() -> String, path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr), depth: usize) -> Result<(), String> {
+    let mut z = {
+        let text = if has_generate(&text) { expand_generate(&text).map_err(|(line, m)| format!("{}:{line}:1: {m}", path.display()))?.0 } else { text };
+        let mut z = Zonefile::with_capacity(text.len() + 1).allow_invalid();
+        z.extend_from_slice(text.as_bytes());
+        // A last line without a newline is still a line.
+        z.extend_from_slice(b"\n");
+        z
+    };
     z.set_default_class(Class::IN);
     z.set_origin(origin.clone());
-    z.extend_from_slice(text.as_bytes());
-    // A last line without a newline is still a line.
-    z.extend_from_slice(b"\n");
     loop {
         let start = z.current_offset();
         match z.next_entry() {
             Ok(None) => return Ok(()),
-            Ok(Some(Entry::Record(r))) => out.push(r.flatten_into()),
+            Ok(Some(Entry::Record(r))) => sink(r.flatten_into()),
             Ok(Some(Entry::Include { path: inc, origin: inc_origin })) => {
                 let inc = inc.to_string();
                 let inc_path = match Path::new(&inc) {
@@ -55,12 +71,14 @@ pub fn parse_text(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mu
                     Some(o) => o,
                     None => z.origin().map_err(|e| format!("{}: {e}", path.display()))?,
                 };
-                read_into(&inc_path, &o, out, depth + 1)?;
+                read_into(&inc_path, &o, sink, depth + 1)?;
             }
             Err(e) => {
                 // The scanner says `LINE:COL: message`, but it has often read past the end of the
                 // line by then: name the line the failing entry starts on, and the scanner's column
                 // when it is on that line. Lines map back through $GENERATE.
+                drop(z);
+                let (text, line_map) = expand_generate_owned(again()).unwrap_or_default();
                 let s = e.to_string();
                 let mut parts = s.splitn(3, ':');
                 let (dl, dc) = (parts.next().and_then(|l| l.parse::<usize>().ok()), parts.next().and_then(|c| c.parse::<usize>().ok()));
@@ -76,6 +94,19 @@ pub fn parse_text(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mu
             }
         }
     }
+}
+
+/// `expand_generate` without copying text that has no `$GENERATE`.
+fn expand_generate_owned(text: String) -> Result<(String, Vec<usize>), (usize, String)> {
+    if !has_generate(&text) {
+        let n = text.lines().count() + 1;
+        return Ok((text, (1..=n).collect()));
+    }
+    expand_generate(&text)
+}
+
+fn has_generate(text: &str) -> bool {
+    text.contains("$GENERATE") || text.contains("$generate")
 }
 
 /// The offset of the first character of the entry that starts scanning at `from`: blanks,
@@ -102,7 +133,7 @@ fn entry_start(text: &str, from: usize) -> usize {
 /// dollar sign). Returns the new text and, for each of its lines, the line of the input it
 /// came from (1-based).
 pub fn expand_generate(text: &str) -> Result<(String, Vec<usize>), (usize, String)> {
-    if !text.contains("$GENERATE") && !text.contains("$generate") {
+    if !has_generate(text) {
         let n = text.lines().count() + 1;
         return Ok((text.to_string(), (1..=n).collect()));
     }

@@ -139,8 +139,67 @@ fn stamp(path: &Path) -> Stamp {
 
 /// Reads `path` as the zone `origin`.
 pub fn load_zone(path: &Path, origin: &Name<Bytes>) -> Result<Zone, String> {
-    let records = loader::read_records(path, origin)?;
-    Zone::build(origin.clone(), records).map_err(|e| format!("{}: {e}", path.display()))
+    let _purge = memory::PurgeNow::start();
+    let mut b = zone::Builder::new(origin.clone());
+    loader::read_each(path, origin, &mut |r| b.push(r))?;
+    b.finish().map_err(|e| format!("{}: {e}", path.display()))
+}
+
+mod memory {
+    /// While a zone loads, memory the load frees goes back to the system at once; at the end,
+    /// whatever mimalloc still holds unused is handed back too. mimalloc otherwise delays that
+    /// (10 ms, in practice until the thread allocates again), so a load's scratch (the scanner's
+    /// copy of the file, the builder's arrays) would stay resident and add to its peak.
+    pub struct PurgeNow {
+        #[cfg(feature = "mimalloc")]
+        prev: Option<std::os::raw::c_long>,
+    }
+
+    #[cfg(feature = "mimalloc")]
+    mod ffi {
+        use std::os::raw::c_long;
+        // Linked in by the binary's global allocator; named here so test binaries link it too.
+        extern crate mimalloc as _;
+        extern "C" {
+            pub fn mi_collect(force: bool);
+            pub fn mi_option_get(option: i32) -> c_long;
+            pub fn mi_option_set(option: i32, value: c_long);
+        }
+        /// `mi_option_purge_delay` in mimalloc's `mi_option_t` (default 10 ms in v2, 1000 in v3).
+        pub const PURGE_DELAY: i32 = 15;
+    }
+
+    impl PurgeNow {
+        pub fn start() -> PurgeNow {
+            #[cfg(feature = "mimalloc")]
+            {
+                // SAFETY: option calls take and return plain integers.
+                let prev = unsafe { ffi::mi_option_get(ffi::PURGE_DELAY) };
+                // Only when the option is the one expected (its default), in case mimalloc's
+                // numbering changes.
+                if prev == 10 || prev == 1000 {
+                    unsafe { ffi::mi_option_set(ffi::PURGE_DELAY, 0) };
+                    return PurgeNow { prev: Some(prev) };
+                }
+                PurgeNow { prev: None }
+            }
+            #[cfg(not(feature = "mimalloc"))]
+            PurgeNow {}
+        }
+    }
+
+    impl Drop for PurgeNow {
+        fn drop(&mut self) {
+            #[cfg(feature = "mimalloc")]
+            // SAFETY: as above; mi_collect only frees what mimalloc holds unused.
+            unsafe {
+                ffi::mi_collect(true);
+                if let Some(p) = self.prev {
+                    ffi::mi_option_set(ffi::PURGE_DELAY, p);
+                }
+            }
+        }
+    }
 }
 
 /// One zone being served from one file.

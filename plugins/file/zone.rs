@@ -2,56 +2,83 @@
 //! DNAME per RFC 6672, wildcards per RFC 4592, negative answers per RFC 2308 and DNSSEC records
 //! per RFC 4035 §3.1).
 //!
-//! Nodes live in a sorted map keyed by the owner name in canonical order (RFC 4034 §6.1): labels
-//! from the root down, lower case, each followed by a zero octet. The key of an ancestor is then
-//! a prefix of its descendant's key, so a query walks down from the apex by slicing one key built
-//! on the stack, and the predecessor of a name (for NSEC) is the map's previous entry. Every
-//! ancestor of an owner up to the apex has a node, so empty non-terminals exist as empty nodes.
+//! The zone is stored compactly, in a few flat arrays, so a zone of a million records takes
+//! tens of megabytes rather than a gigabyte:
+//!
+//! - Every name is a *key* in canonical order (RFC 4034 §6.1): labels from the root down, lower
+//!   case, each followed by a zero octet. The key of an ancestor is then a prefix of its
+//!   descendant's key, so a query walks down from the apex by slicing one key built on the stack.
+//!   Keys are stored relative to the apex (the apex's own key is left off every one of them) in
+//!   one byte arena; an empty non-terminal's key points into its first descendant's bytes.
+//! - `nodes` is sorted by key and searched by bisection; the predecessor of a name (for NSEC) is
+//!   the previous entry. Every ancestor of an owner up to the apex has a node, so empty
+//!   non-terminals exist as nodes without sets.
+//! - A node's RRsets are a run of small fixed records (type, TTL, count, offset) in `sets`, in
+//!   type order; their RDATA is in wire form, names uncompressed (as RFC 3597 §4 and the
+//!   canonical form allow), in one shared buffer, each record preceded by its length. A node's
+//!   RRSIGs are one more set of type RRSIG, each record also preceded by its own TTL; the type a
+//!   signature covers is the first field of its RDATA.
+//! - `Rr` values are made only when a reply needs them, by parsing the stored RDATA with domain's
+//!   parsers (names and octets are slices of the shared buffer, not copies).
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use domain::base::iana::{Class, Rcode, Rtype};
-use domain::base::name::{Name, ToLabelIter, ToName};
-use domain::base::Record;
+use domain::base::name::{FlattenInto, Name, NameBuilder, ParsedName, ToLabelIter, ToName};
+use domain::base::rdata::{ComposeRecordData, ParseRecordData, UnknownRecordData};
+use domain::base::{Record, Ttl};
 use domain::rdata::{Cname, ZoneRecordData};
+use octseq::Parser;
 
 use crate::plugin::{Reply, Request, Rr};
 
 /// CNAME and DNAME links followed for one query, as Knot DNS bounds them.
 const MAX_CHAIN: usize = 20;
 
-/// Records of one type at one name, with the RRSIGs that cover them.
-#[derive(Debug)]
-pub struct RrSet {
-    pub rtype: Rtype,
-    pub records: Vec<Rr>,
-    pub sigs: Vec<Rr>,
+/// Up to this many records in an RRset, duplicates are found by comparing the records as
+/// domain compares them (names in RDATA case-insensitively); above it, by their octets.
+const DEDUP_EXACT_ABOVE: usize = 64;
+
+/// One name of the zone: where its key is, and its run of sets.
+#[derive(Clone, Copy, Debug)]
+struct NodeEntry {
+    key: u32,
+    sets: u32,
+    key_len: u8,
+    flags: u8,
+    nsets: u16,
 }
 
-#[derive(Debug, Default)]
-pub struct Node {
-    pub sets: Vec<RrSet>,
-    /// NS at a name other than the apex: the zone ends here (RFC 1034 §4.2.1).
-    pub cut: bool,
-}
+/// NS at a name other than the apex: the zone ends here (RFC 1034 §4.2.1).
+const CUT: u8 = 1;
+/// The owner was written with capitals (or octets a key cannot give back): its spelling is kept
+/// in `Zone::cased`.
+const CASED: u8 = 2;
 
-impl Node {
-    fn get(&self, t: Rtype) -> Option<&RrSet> {
-        self.sets.iter().find(|s| s.rtype == t && !s.records.is_empty())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.sets.iter().all(|s| s.records.is_empty())
-    }
+/// One RRset: `count` records from `off` in `Zone::rdata`. The TTL of an RRSIG set is unused
+/// (each signature has its own).
+#[derive(Clone, Copy, Debug)]
+struct SetEntry {
+    rtype: u16,
+    count: u16,
+    ttl: u32,
+    off: u32,
 }
 
 pub struct Zone {
     pub origin: Name<Bytes>,
     pub serial: u32,
     apex_labels: usize,
+    /// The length of the apex's key, which every stored key leaves off.
+    apex_key_len: usize,
     soa: Rr,
-    nodes: BTreeMap<Box<[u8]>, Node>,
+    keys: Box<[u8]>,
+    nodes: Box<[NodeEntry]>,
+    sets: Box<[SetEntry]>,
+    rdata: Bytes,
+    /// Owner names as written, for the nodes flagged `CASED`, by node index.
+    cased: Box<[(u32, Name<Bytes>)]>,
     signed: bool,
     pub records: usize,
 }
@@ -109,92 +136,386 @@ impl Key {
 /// A zone that cannot be served, and why.
 pub type LoadError = String;
 
-impl Zone {
-    /// Builds the zone from its records; checks what RFC 1035 and RFC 2181 require of one.
-    pub fn build(origin: Name<Bytes>, records: Vec<Rr>) -> Result<Zone, LoadError> {
+/// One record read, before the zone is sorted.
+#[derive(Clone, Copy)]
+struct TmpRec {
+    /// The owner (an index into `Builder::owners`, later into the nodes).
+    owner: u32,
+    off: u32,
+    ttl: u32,
+    len: u16,
+    rtype: u16,
+}
+
+/// Builds a zone from records handed over one at a time, so a loader need not hold them all.
+pub struct Builder {
+    origin: Name<Bytes>,
+    apex_labels: usize,
+    apex_key_len: usize,
+    keys: Vec<u8>,
+    /// Each owner (a run of records with the same owner): its key in `keys`.
+    owners: Vec<(u32, u8)>,
+    /// Ancestors of owners below the apex, which become empty non-terminals if nothing else.
+    ancestors: Vec<(u32, u8)>,
+    cased: Vec<(u32, Name<Bytes>)>,
+    recs: Vec<TmpRec>,
+    data: Vec<u8>,
+    soa: Option<Rr>,
+    signed: bool,
+    error: Option<LoadError>,
+}
+
+/// A copy of `name` that does not keep a larger buffer (such as the scanner's) alive.
+fn own_name(name: &Name<Bytes>) -> Name<Bytes> {
+    Name::from_octets(Bytes::copy_from_slice(name.as_slice())).unwrap_or_else(|_| name.clone())
+}
+
+/// RDATA in wire form as domain's record data (names and octets slices of `data`).
+fn parse_rdata(rtype: Rtype, data: Bytes) -> ZoneRecordData<Bytes, Name<Bytes>> {
+    let mut p = Parser::from_ref(&data);
+    let parsed = ZoneRecordData::<Bytes, ParsedName<Bytes>>::parse_rdata(rtype, &mut p);
+    if let Ok(Some(d)) = parsed {
+        return d.flatten_into();
+    }
+    // Not parseable as its type (it was read as RFC 3597 data): served as it was read.
+    ZoneRecordData::Unknown(UnknownRecordData::from_octets(rtype, data.clone()).unwrap_or_else(|_| UnknownRecordData::from_octets(rtype, Bytes::new()).expect("empty data fits")))
+}
+
+/// Whether two records' RDATA are the same record (RFC 2181 §5: names compare without case).
+fn same_rdata(rtype: Rtype, a: &[u8], b: &[u8]) -> bool {
+    a == b || (a.eq_ignore_ascii_case(b) && parse_rdata(rtype, Bytes::copy_from_slice(a)) == parse_rdata(rtype, Bytes::copy_from_slice(b)))
+}
+
+impl Builder {
+    pub fn new(origin: Name<Bytes>) -> Builder {
         let apex = Key::new(&origin);
-        let apex_labels = apex.labels;
-        let mut nodes: BTreeMap<Box<[u8]>, Node> = BTreeMap::new();
-        let mut soa = None;
-        let mut count = 0;
-        let mut signed = false;
-        for r in records {
-            if r.class() != Class::IN {
-                return Err(format!("{}: class {} is not served (only IN)", r.owner().fmt_with_dot(), r.class()));
+        Builder {
+            origin,
+            apex_labels: apex.labels,
+            apex_key_len: apex.full().len(),
+            keys: Vec::new(),
+            owners: Vec::new(),
+            ancestors: Vec::new(),
+            cased: Vec::new(),
+            recs: Vec::new(),
+            data: Vec::new(),
+            soa: None,
+            signed: false,
+            error: None,
+        }
+    }
+
+    /// Adds a record; the first error is kept and returned by `finish`.
+    pub fn push(&mut self, r: Rr) {
+        if self.error.is_none() {
+            if let Err(e) = self.add(&r) {
+                self.error = Some(e);
             }
-            if !r.owner().ends_with(&origin) {
-                return Err(format!("{} {}: out of zone data (zone {})", r.owner().fmt_with_dot(), r.rtype(), origin.fmt_with_dot()));
+        }
+    }
+
+    fn add(&mut self, r: &Rr) -> Result<(), LoadError> {
+        let origin = &self.origin;
+        if r.class() != Class::IN {
+            return Err(format!("{}: class {} is not served (only IN)", r.owner().fmt_with_dot(), r.class()));
+        }
+        if !r.owner().ends_with(origin) {
+            return Err(format!("{} {}: out of zone data (zone {})", r.owner().fmt_with_dot(), r.rtype(), origin.fmt_with_dot()));
+        }
+        let key = Key::new(r.owner());
+        let rel = &key.full()[self.apex_key_len..];
+        let same = self.owners.last().is_some_and(|&(o, l)| &self.keys[o as usize..o as usize + l as usize] == rel);
+        if !same {
+            let off = u32::try_from(self.keys.len()).map_err(|_| "zone too large (names)".to_string())?;
+            self.keys.extend_from_slice(rel);
+            self.owners.push((off, rel.len() as u8));
+            // Empty non-terminals: every ancestor down from the apex gets a node (the apex
+            // itself is added in `finish`).
+            for d in self.apex_labels + 1..key.labels {
+                self.ancestors.push((off, (key.prefix(d).len() - self.apex_key_len) as u8));
             }
-            let key = Key::new(r.owner());
-            // Empty non-terminals: every ancestor down from the apex gets a node.
-            for d in apex_labels..key.labels {
-                nodes.entry(key.prefix(d).into()).or_default();
+            if r.owner().iter_labels().any(|l| l.as_slice().iter().any(|&c| c == 0 || c.is_ascii_uppercase())) {
+                self.cased.push((self.owners.len() as u32 - 1, own_name(r.owner())));
             }
-            let node = nodes.entry(key.full().into()).or_default();
-            let (t, is_sig) = match r.data() {
-                ZoneRecordData::Rrsig(s) => {
-                    signed = true;
-                    (s.type_covered(), true)
-                }
-                _ => (r.rtype(), false),
-            };
-            if r.rtype() == Rtype::SOA {
-                if key.labels != apex_labels {
-                    return Err(format!("{}: SOA not at the zone apex {}", r.owner().fmt_with_dot(), origin.fmt_with_dot()));
-                }
-                if soa.is_some() {
-                    return Err(format!("{}: more than one SOA record", origin.fmt_with_dot()));
-                }
-                soa = Some(r.clone());
+        }
+        let rtype = r.rtype();
+        if rtype == Rtype::RRSIG {
+            self.signed = true;
+        }
+        let off = self.data.len();
+        let off32 = u32::try_from(off).map_err(|_| "zone too large (RDATA)".to_string())?;
+        if r.data().compose_rdata(&mut self.data).is_err() {
+            return Err(format!("{} {}: RDATA cannot be stored", r.owner().fmt_with_dot(), rtype));
+        }
+        let len = u16::try_from(self.data.len() - off).map_err(|_| format!("{} {}: RDATA too long", r.owner().fmt_with_dot(), rtype))?;
+        if rtype == Rtype::SOA {
+            if key.labels != self.apex_labels {
+                return Err(format!("{}: SOA not at the zone apex {}", r.owner().fmt_with_dot(), origin.fmt_with_dot()));
             }
-            let set = match node.sets.iter_mut().position(|s| s.rtype == t) {
-                Some(i) => &mut node.sets[i],
-                None => {
-                    node.sets.push(RrSet { rtype: t, records: Vec::new(), sigs: Vec::new() });
-                    node.sets.last_mut().expect("just pushed")
-                }
-            };
-            let list = if is_sig { &mut set.sigs } else { &mut set.records };
-            // RFC 2181 §5: an RRset holds no duplicates, and §5.2 its records share one TTL
-            // (the first one read, as Knot DNS does).
-            if list.iter().any(|x| x.data() == r.data()) {
-                continue;
+            if self.soa.is_some() {
+                return Err(format!("{}: more than one SOA record", origin.fmt_with_dot()));
             }
-            let r = match list.first() {
-                Some(f) if !is_sig && f.ttl() != r.ttl() => Record::new(r.owner().clone(), r.class(), f.ttl(), r.data().clone()),
-                _ => r,
-            };
-            list.push(r);
-            count += 1;
+            let data = parse_rdata(rtype, Bytes::copy_from_slice(&self.data[off..]));
+            self.soa = Some(Record::new(own_name(r.owner()), r.class(), r.ttl(), data));
+        }
+        self.recs.push(TmpRec { owner: self.owners.len() as u32 - 1, off: off32, ttl: r.ttl().as_secs(), len, rtype: rtype.to_int() });
+        Ok(())
+    }
+
+    /// Sorts what was read into a zone; checks what RFC 1035 and RFC 2181 require of one.
+    pub fn finish(self) -> Result<Zone, LoadError> {
+        let Builder { origin, apex_labels, apex_key_len, keys, owners, ancestors, cased, mut recs, data, soa, signed, error } = self;
+        if let Some(e) = error {
+            return Err(e);
         }
         let soa = soa.ok_or_else(|| format!("{}: no SOA record at the zone apex", origin.fmt_with_dot()))?;
         let ZoneRecordData::Soa(s) = soa.data() else { unreachable!("an SOA record holds SOA data") };
         let serial = s.serial().into_int();
-        for (k, node) in nodes.iter_mut() {
-            let at_apex = k.len() == apex.full().len();
-            node.cut = !at_apex && node.get(Rtype::NS).is_some();
-            // RFC 1034 §3.6.2 / RFC 2181 §10.1: a CNAME has no other data beside it (DNSSEC's
-            // own records excepted).
-            if node.get(Rtype::CNAME).is_some() {
-                if let Some(other) = node.sets.iter().find(|s| {
-                    !s.records.is_empty() && !matches!(s.rtype, Rtype::CNAME | Rtype::RRSIG | Rtype::NSEC)
-                }) {
-                    let owner = other.records[0].owner().fmt_with_dot().to_string();
-                    return Err(format!("{owner}: CNAME and {} at the same name", other.rtype));
-                }
-                if node.get(Rtype::CNAME).is_some_and(|s| s.records.len() > 1) {
-                    return Err(format!("{}: more than one CNAME", node.sets[0].records[0].owner().fmt_with_dot()));
-                }
-            }
+        let key_of = |n: &NodeEntry| &keys[n.key as usize..n.key as usize + n.key_len as usize];
+
+        // The names: owners, their ancestors and the apex, sorted and without repeats.
+        let entry = |&(key, key_len): &(u32, u8)| NodeEntry { key, sets: 0, key_len, flags: 0, nsets: 0 };
+        let mut nodes: Vec<NodeEntry> = Vec::with_capacity(owners.len() + ancestors.len() + 1);
+        nodes.push(entry(&(0, 0)));
+        nodes.extend(ancestors.iter().map(entry));
+        drop(ancestors);
+        nodes.extend(owners.iter().map(entry));
+        nodes.sort_unstable_by(|a, b| key_of(a).cmp(key_of(b)));
+        nodes.dedup_by(|a, b| key_of(a) == key_of(b));
+        let node_of = |k: &[u8]| nodes.binary_search_by(|n| key_of(n).cmp(k)).expect("every owner has a node") as u32;
+        let owner_node: Vec<u32> = owners.iter().map(|&(o, l)| node_of(&keys[o as usize..o as usize + l as usize])).collect();
+        drop(owners);
+        for r in &mut recs {
+            r.owner = owner_node[r.owner as usize];
         }
+        let mut cased: Vec<(u32, Name<Bytes>)> = cased.into_iter().map(|(o, n)| (owner_node[o as usize], n)).collect();
+        drop(owner_node);
+        cased.sort_by_key(|c| c.0);
+        cased.dedup_by_key(|c| c.0);
+        for c in &cased {
+            nodes[c.0 as usize].flags |= CASED;
+        }
+
+        // The sets: records sorted by name, type and the order they were read in.
+        recs.sort_unstable_by_key(|r| (r.owner, r.rtype, r.off));
+        let nsigs = recs.iter().filter(|r| r.rtype == Rtype::RRSIG.to_int()).count();
+        let mut out: Vec<u8> = Vec::with_capacity(data.len() + 2 * recs.len() + 4 * nsigs);
+        let mut sets: Vec<SetEntry> = Vec::with_capacity(recs.len());
+        let mut count = 0;
+        let mut kept: Vec<(usize, usize)> = Vec::new();
+        let mut seen: HashSet<&[u8]> = HashSet::new();
+        let mut i = 0;
+        while i < recs.len() {
+            let (node, t) = (recs[i].owner, recs[i].rtype);
+            let mut j = i;
+            while j < recs.len() && recs[j].owner == node && recs[j].rtype == t {
+                j += 1;
+            }
+            let rtype = Rtype::from_int(t);
+            let is_sig = rtype == Rtype::RRSIG;
+            let n = &mut nodes[node as usize];
+            if n.nsets == 0 {
+                n.sets = sets.len() as u32;
+            }
+            n.nsets += 1;
+            let off = u32::try_from(out.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
+            // RFC 2181 §5: an RRset holds no duplicates, and §5.2 its records share one TTL
+            // (the first one read, as Knot DNS does).
+            let mut set = SetEntry { rtype: t, count: 0, ttl: recs[i].ttl, off };
+            kept.clear();
+            seen.clear();
+            let big = j - i > DEDUP_EXACT_ABOVE;
+            for r in &recs[i..j] {
+                let d = &data[r.off as usize..r.off as usize + r.len as usize];
+                let dup = if big { !seen.insert(d) } else { kept.iter().any(|&(a, b)| same_rdata(rtype, &data[a..b], d)) };
+                if dup {
+                    continue;
+                }
+                kept.push((r.off as usize, r.off as usize + r.len as usize));
+                if is_sig {
+                    out.extend_from_slice(&r.ttl.to_be_bytes());
+                }
+                out.extend_from_slice(&r.len.to_be_bytes());
+                out.extend_from_slice(d);
+                set.count = set.count.checked_add(1).ok_or_else(|| format!("{}: more than 65535 {rtype} records at one name", origin.fmt_with_dot()))?;
+                count += 1;
+            }
+            sets.push(set);
+            i = j;
+        }
+        drop(seen);
+        drop(recs);
+        drop(data);
         let mut origin_lower = origin.to_string().to_ascii_lowercase();
         origin_lower.push('.');
         let origin: Name<Bytes> = origin_lower.parse().unwrap_or(origin);
-        Ok(Zone { origin, serial, apex_labels, soa, nodes, signed, records: count })
+        let mut zone = Zone {
+            origin,
+            serial,
+            apex_labels,
+            apex_key_len,
+            soa,
+            keys: keys.into_boxed_slice(),
+            nodes: nodes.into_boxed_slice(),
+            sets: sets.into_boxed_slice(),
+            rdata: Bytes::from(out),
+            cased: cased.into_boxed_slice(),
+            signed,
+            records: count,
+        };
+        zone.check()?;
+        Ok(zone)
+    }
+}
+
+impl Zone {
+    /// Builds the zone from its records; checks what RFC 1035 and RFC 2181 require of one.
+    pub fn build(origin: Name<Bytes>, records: Vec<Rr>) -> Result<Zone, LoadError> {
+        let mut b = Builder::new(origin);
+        for r in records {
+            b.push(r);
+        }
+        b.finish()
+    }
+
+    /// Marks the zone cuts; a CNAME has no other data beside it (RFC 1034 §3.6.2 / RFC 2181
+    /// §10.1, DNSSEC's own records excepted).
+    fn check(&mut self) -> Result<(), LoadError> {
+        for i in 0..self.nodes.len() {
+            if i > 0 && self.get(i, Rtype::NS).is_some() {
+                self.nodes[i].flags |= CUT;
+            }
+            if let Some(c) = self.get(i, Rtype::CNAME) {
+                let many = c.count > 1;
+                if let Some(other) = self.node_sets(i).iter().find(|s| !matches!(Rtype::from_int(s.rtype), Rtype::CNAME | Rtype::RRSIG | Rtype::NSEC)) {
+                    return Err(format!("{}: CNAME and {} at the same name", self.owner_name(i).fmt_with_dot(), Rtype::from_int(other.rtype)));
+                }
+                if many {
+                    return Err(format!("{}: more than one CNAME", self.owner_name(i).fmt_with_dot()));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn is_signed(&self) -> bool {
         self.signed
+    }
+
+    /// Bytes the zone's arrays take (not counting the allocator's own overhead).
+    pub fn heap_size(&self) -> usize {
+        self.keys.len() + std::mem::size_of_val(&*self.nodes) + std::mem::size_of_val(&*self.sets) + self.rdata.len() + self.cased.len() * 64
+    }
+
+    fn key_at(&self, n: &NodeEntry) -> &[u8] {
+        &self.keys[n.key as usize..n.key as usize + n.key_len as usize]
+    }
+
+    /// The node of a full key (one that starts with the apex's).
+    fn find(&self, key: &[u8]) -> Option<usize> {
+        let rel = key.get(self.apex_key_len..)?;
+        self.nodes.binary_search_by(|n| self.key_at(n).cmp(rel)).ok()
+    }
+
+    fn node_sets(&self, i: usize) -> &[SetEntry] {
+        let n = &self.nodes[i];
+        &self.sets[n.sets as usize..n.sets as usize + n.nsets as usize]
+    }
+
+    /// The RRset of type `t` at node `i` (signatures are not an RRset of their own here).
+    fn get(&self, i: usize, t: Rtype) -> Option<&SetEntry> {
+        if t == Rtype::RRSIG {
+            return None;
+        }
+        let t = t.to_int();
+        self.node_sets(i).iter().find(|s| s.rtype == t)
+    }
+
+    /// A node without data: an empty non-terminal (or one with only signatures).
+    fn is_empty(&self, i: usize) -> bool {
+        self.node_sets(i).iter().all(|s| s.rtype == Rtype::RRSIG.to_int())
+    }
+
+    fn is_cut(&self, i: usize) -> bool {
+        self.nodes[i].flags & CUT != 0
+    }
+
+    /// The RDATA of a set's records, with each one's TTL (the set's, but a signature's own).
+    fn rdatas<'a>(&'a self, s: &SetEntry) -> impl Iterator<Item = (u32, Bytes)> + 'a {
+        let sig = s.rtype == Rtype::RRSIG.to_int();
+        let mut p = s.off as usize;
+        let ttl = s.ttl;
+        (0..s.count).map(move |_| {
+            let d = &self.rdata[..];
+            let ttl = if sig {
+                let t = u32::from_be_bytes([d[p], d[p + 1], d[p + 2], d[p + 3]]);
+                p += 4;
+                t
+            } else {
+                ttl
+            };
+            let len = u16::from_be_bytes([d[p], d[p + 1]]) as usize;
+            let b = self.rdata.slice(p + 2..p + 2 + len);
+            p += 2 + len;
+            (ttl, b)
+        })
+    }
+
+    /// The owner name of node `i`, as written in the zone file (lower case unless it had
+    /// capitals).
+    fn owner_name(&self, i: usize) -> Name<Bytes> {
+        if self.nodes[i].flags & CASED != 0 {
+            if let Ok(k) = self.cased.binary_search_by_key(&(i as u32), |c| c.0) {
+                return self.cased[k].1.clone();
+            }
+        }
+        let key = self.key_at(&self.nodes[i]);
+        let mut labels: [&[u8]; 128] = [&[]; 128];
+        let mut n = 0;
+        for l in key.split(|&c| c == 0) {
+            if n < 128 && !l.is_empty() {
+                labels[n] = l;
+                n += 1;
+            }
+        }
+        let mut b = NameBuilder::<BytesMut>::new();
+        for l in labels[..n].iter().rev() {
+            if b.append_label(l).is_err() {
+                return self.origin.clone();
+            }
+        }
+        b.append_origin(&self.origin).unwrap_or_else(|_| self.origin.clone())
+    }
+
+    /// Appends the records of type `t` at node `i` (and the RRSIGs that cover them when
+    /// `dnssec`), named `owner` when given, else by the node's own name.
+    fn push(&self, out: &mut Vec<Rr>, i: usize, t: Rtype, dnssec: bool, owner: Option<&Name<Bytes>>) {
+        let owner = match owner {
+            Some(o) => o.clone(),
+            None => self.owner_name(i),
+        };
+        if let Some(s) = self.get(i, t) {
+            out.extend(self.rdatas(s).map(|(ttl, d)| Record::new(owner.clone(), Class::IN, Ttl::from_secs(ttl), parse_rdata(t, d))));
+        }
+        if dnssec {
+            self.push_sigs(out, i, t, &owner, None);
+        }
+    }
+
+    /// Appends the RRSIGs at node `i` that cover `t`, with `ttl` instead of their own if given.
+    fn push_sigs(&self, out: &mut Vec<Rr>, i: usize, t: Rtype, owner: &Name<Bytes>, ttl: Option<u32>) {
+        let Some(s) = self.node_sets(i).iter().find(|s| s.rtype == Rtype::RRSIG.to_int()) else { return };
+        let covered = t.to_int().to_be_bytes();
+        for (own, d) in self.rdatas(s) {
+            if d.len() >= 2 && d[..2] == covered {
+                out.push(Record::new(owner.clone(), Class::IN, Ttl::from_secs(ttl.unwrap_or(own)), parse_rdata(Rtype::RRSIG, d)));
+            }
+        }
+    }
+
+    /// The first record of a set, parsed.
+    fn first(&self, s: &SetEntry) -> Option<(u32, ZoneRecordData<Bytes, Name<Bytes>>)> {
+        self.rdatas(s).next().map(|(ttl, d)| (ttl, parse_rdata(Rtype::from_int(s.rtype), d)))
     }
 
     /// The SOA for negative answers: RFC 2308 §3, its TTL is the smaller of its own and MINIMUM.
@@ -203,31 +524,25 @@ impl Zone {
         let ttl = self.soa.ttl().min(s.minimum());
         reply.authority.push(Record::new(self.soa.owner().clone(), Class::IN, ttl, self.soa.data().clone()));
         if dnssec {
-            if let Some(set) = self.apex().and_then(|n| n.sets.iter().find(|s| s.rtype == Rtype::SOA)) {
-                reply.authority.extend(set.sigs.iter().map(|r| Record::new(r.owner().clone(), Class::IN, ttl, r.data().clone())));
-            }
+            self.push_sigs(&mut reply.authority, 0, Rtype::SOA, self.soa.owner(), Some(ttl.as_secs()));
         }
-    }
-
-    fn apex(&self) -> Option<&Node> {
-        self.nodes.get(Key::new(&self.origin).full())
     }
 
     /// The NSEC RRset (and its signatures) that covers `key`: the closest name before it in
     /// canonical order that has one (RFC 4034 §6.1).
     fn covering_nsec(&self, key: &[u8], out: &mut Vec<Rr>) {
-        let hit = self.nodes.range::<[u8], _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(key))).rev().find_map(|(_, n)| n.sets.iter().find(|s| s.rtype == Rtype::NSEC && !s.records.is_empty()));
+        let rel = key.get(self.apex_key_len..).unwrap_or_default();
+        let end = self.nodes.partition_point(|n| self.key_at(n) < rel);
+        let has = |i: &usize| self.get(*i, Rtype::NSEC).is_some();
         // Wrap around: a name after the last one is covered by the last NSEC (RFC 4034 §4.1.1).
-        let hit = hit.or_else(|| self.nodes.values().rev().find_map(|n| n.sets.iter().find(|s| s.rtype == Rtype::NSEC && !s.records.is_empty())));
-        if let Some(set) = hit {
-            push_set(out, set, true, None);
+        let hit = (0..end).rev().find(has).or_else(|| (0..self.nodes.len()).rev().find(has));
+        if let Some(i) = hit {
+            self.push(out, i, Rtype::NSEC, true, None);
         }
     }
 
-    fn own_nsec(&self, node: &Node, out: &mut Vec<Rr>) {
-        if let Some(set) = node.sets.iter().find(|s| s.rtype == Rtype::NSEC) {
-            push_set(out, set, true, None);
-        }
+    fn own_nsec(&self, i: usize, out: &mut Vec<Rr>) {
+        self.push(out, i, Rtype::NSEC, true, None);
     }
 
     /// Answers `req`, which is in this zone, into `reply` (rcode, AA and the three sections).
@@ -243,31 +558,31 @@ impl Zone {
                 return;
             }
             let key = Key::new(&name);
-            let mut found: Option<&Node> = None;
+            let mut found: Option<usize> = None;
             let mut ce = self.apex_labels;
             if key.labels == self.apex_labels {
-                found = self.nodes.get(key.full());
+                found = self.find(key.full());
             }
             for d in self.apex_labels + 1..=key.labels {
-                let Some(node) = self.nodes.get(key.prefix(d)) else { break };
+                let Some(node) = self.find(key.prefix(d)) else { break };
                 ce = d;
                 // RFC 4035 §3.1.4.1 / RFC 4034 §5: DS is answered from the parent side of a cut.
-                if node.cut && (d < key.labels || qtype != Rtype::DS) {
+                if self.is_cut(node) && (d < key.labels || qtype != Rtype::DS) {
                     self.referral(node, dnssec, reply);
                     return;
                 }
                 if d < key.labels {
-                    if let Some(dn) = node.get(Rtype::DNAME) {
+                    if let Some(dn) = self.get(node, Rtype::DNAME) {
                         // RFC 6672 §3.2: the DNAME, then a CNAME synthesized from it.
-                        push_set(&mut reply.answer, dn, dnssec, None);
-                        let ZoneRecordData::Dname(target) = dn.records[0].data() else { return };
+                        self.push(&mut reply.answer, node, Rtype::DNAME, dnssec, None);
+                        let Some((ttl, ZoneRecordData::Dname(target))) = self.first(dn) else { return };
                         let owner_len = key.labels - d;
                         let Some(new) = replace_suffix(&name, owner_len, target.dname()) else {
                             // RFC 6672 §2.2: the result would be longer than a name may be.
                             reply.rcode = Rcode::YXDOMAIN.into();
                             return;
                         };
-                        let cname = Record::new(name.clone(), Class::IN, dn.records[0].ttl(), ZoneRecordData::Cname(Cname::new(new.clone())));
+                        let cname = Record::new(name.clone(), Class::IN, Ttl::from_secs(ttl), ZoneRecordData::Cname(Cname::new(new.clone())));
                         reply.answer.push(cname);
                         links += 1;
                         // The synthesized CNAME is itself the answer to a CNAME query.
@@ -294,7 +609,7 @@ impl Zone {
                     wk[..len].copy_from_slice(p);
                     wk[len] = b'*';
                     wk[len + 1] = 0;
-                    match self.nodes.get(&wk[..len + 2]) {
+                    match self.find(&wk[..len + 2]) {
                         Some(w) => (w, true),
                         None => {
                             reply.rcode = Rcode::NXDOMAIN.into();
@@ -315,12 +630,12 @@ impl Zone {
                 }
             };
             if qtype != Rtype::CNAME && qtype != Rtype::ANY {
-                if let Some(c) = node.get(Rtype::CNAME) {
-                    push_set(&mut reply.answer, c, dnssec, Some(&name));
+                if let Some(c) = self.get(node, Rtype::CNAME) {
+                    self.push(&mut reply.answer, node, Rtype::CNAME, dnssec, Some(&name));
                     if wildcard && dnssec {
                         self.covering_nsec(key.full(), &mut reply.authority);
                     }
-                    let ZoneRecordData::Cname(t) = c.records[0].data() else { return };
+                    let Some((_, ZoneRecordData::Cname(t))) = self.first(c) else { return };
                     links += 1;
                     if links > MAX_CHAIN {
                         return;
@@ -335,19 +650,21 @@ impl Zone {
             }
             if qtype == Rtype::ANY {
                 // RFC 8482 §4.2: answer with one RRset, not all of them; as Knot DNS, the one of
-                // the lowest type (a CNAME is answered as it is, not followed).
-                match node.sets.iter().filter(|s| !s.records.is_empty() && s.rtype != Rtype::RRSIG).min_by_key(|s| s.rtype.to_int()) {
+                // the lowest type (a CNAME is answered as it is, not followed). Sets are in
+                // type order.
+                match self.node_sets(node).iter().find(|s| s.rtype != Rtype::RRSIG.to_int()) {
                     Some(s) => {
-                        push_set(&mut reply.answer, s, dnssec, Some(&name));
+                        let t = Rtype::from_int(s.rtype);
+                        self.push(&mut reply.answer, node, t, dnssec, Some(&name));
                         self.additional(s, dnssec, reply);
                     }
                     None => self.nodata(node, wildcard, &key, dnssec, reply),
                 }
                 return;
             }
-            match node.get(qtype) {
+            match self.get(node, qtype) {
                 Some(set) => {
-                    push_set(&mut reply.answer, set, dnssec, Some(&name));
+                    self.push(&mut reply.answer, node, qtype, dnssec, Some(&name));
                     if wildcard && dnssec {
                         // RFC 4035 §3.1.3.3: prove the name itself does not exist.
                         self.covering_nsec(key.full(), &mut reply.authority);
@@ -361,12 +678,12 @@ impl Zone {
     }
 
     /// RFC 2308 §2.2 NODATA, with RFC 4035 §3.1.3.1/3.1.3.4 proofs when signed.
-    fn nodata(&self, node: &Node, wildcard: bool, key: &Key, dnssec: bool, reply: &mut Reply) {
+    fn nodata(&self, node: usize, wildcard: bool, key: &Key, dnssec: bool, reply: &mut Reply) {
         self.negative_soa(reply, dnssec);
         if !dnssec {
             return;
         }
-        if node.is_empty() {
+        if self.is_empty(node) {
             self.covering_nsec(key.full(), &mut reply.authority);
         } else {
             self.own_nsec(node, &mut reply.authority);
@@ -385,15 +702,15 @@ impl Zone {
     /// A referral to the zone cut at `node` (RFC 1034 §4.3.2 3.b): not authoritative, the NS
     /// RRset in authority, addresses of the name servers in additional; when signed, the DS
     /// RRset or the NSEC proving there is none (RFC 4035 §3.1.4).
-    fn referral(&self, node: &Node, dnssec: bool, reply: &mut Reply) {
+    fn referral(&self, node: usize, dnssec: bool, reply: &mut Reply) {
         if reply.answer.is_empty() {
             reply.header.set_aa(false);
         }
-        let Some(ns) = node.get(Rtype::NS) else { return };
-        push_set(&mut reply.authority, ns, false, None);
+        let Some(ns) = self.get(node, Rtype::NS) else { return };
+        self.push(&mut reply.authority, node, Rtype::NS, false, None);
         if dnssec {
-            match node.get(Rtype::DS) {
-                Some(ds) => push_set(&mut reply.authority, ds, true, None),
+            match self.get(node, Rtype::DS) {
+                Some(_) => self.push(&mut reply.authority, node, Rtype::DS, true, None),
                 None => self.own_nsec(node, &mut reply.authority),
             }
         }
@@ -401,10 +718,15 @@ impl Zone {
     }
 
     /// RFC 1035 §3.3.9/§3.3.11, RFC 2782, RFC 9460: addresses of MX, NS, SRV, SVCB and HTTPS
-/// targets in the zone.
-    fn additional(&self, set: &RrSet, dnssec: bool, reply: &mut Reply) {
-        for r in &set.records {
-            let target = match r.data() {
+    /// targets in the zone.
+    fn additional(&self, set: &SetEntry, dnssec: bool, reply: &mut Reply) {
+        let rtype = Rtype::from_int(set.rtype);
+        if !matches!(rtype, Rtype::MX | Rtype::NS | Rtype::SRV | Rtype::SVCB | Rtype::HTTPS) {
+            return;
+        }
+        for (_, d) in self.rdatas(set) {
+            let data = parse_rdata(rtype, d);
+            let target = match &data {
                 ZoneRecordData::Mx(mx) => mx.exchange(),
                 ZoneRecordData::Ns(ns) => ns.nsdname(),
                 ZoneRecordData::Srv(srv) => srv.target(),
@@ -416,13 +738,11 @@ impl Zone {
             if !target.ends_with(&self.origin) {
                 continue;
             }
-            let Some(node) = self.nodes.get(Key::new(target).full()) else { continue };
+            let Some(node) = self.find(Key::new(target).full()) else { continue };
             for t in [Rtype::A, Rtype::AAAA] {
-                if let Some(a) = node.get(t) {
-                    if !reply.additional.iter().any(|x| x.rtype() == t && x.owner().name_eq(target)) {
-                        // Glue below a cut is not signed by this zone: no RRSIGs either way.
-                        push_set(&mut reply.additional, a, dnssec, None);
-                    }
+                if self.get(node, t).is_some() && !reply.additional.iter().any(|x| x.rtype() == t && x.owner().name_eq(target)) {
+                    // Glue below a cut is not signed by this zone: no RRSIGs either way.
+                    self.push(&mut reply.additional, node, t, dnssec, None);
                 }
             }
         }
@@ -430,18 +750,6 @@ impl Zone {
 
     pub fn soa(&self) -> &Rr {
         &self.soa
-    }
-}
-
-/// Appends an RRset (and its RRSIGs when `dnssec`), renamed to `owner` when given.
-fn push_set(out: &mut Vec<Rr>, set: &RrSet, dnssec: bool, owner: Option<&Name<Bytes>>) {
-    let rename = |r: &Rr| match owner {
-        Some(o) => Record::new(o.clone(), r.class(), r.ttl(), r.data().clone()),
-        None => r.clone(),
-    };
-    out.extend(set.records.iter().map(rename));
-    if dnssec {
-        out.extend(set.sigs.iter().map(rename));
     }
 }
 
