@@ -622,3 +622,38 @@ async fn dns_over_tls_upstream_with_a_verified_name() {
     assert!(e.message.contains("tls"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn metrics_have_coredns_names_and_labels() {
+    let m = crate::testing::MetricsCapture::default();
+    let addr = m.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let up = mock(script(|req, _| {
+                if req.qname.to_string().starts_with("nx") {
+                    Act::Answer(Rcode::NXDOMAIN, vec![])
+                } else {
+                    Act::Drop
+                }
+            }))
+            .await;
+            let (_, chain) = forward(&format!("forward . {} {{\n max_concurrent 1\n max_fails 0\n}}", up.addr));
+            run(&chain, &mut query("nx.example.org.", Rtype::A)).await.expect("answer");
+            run(&chain, &mut query("nx2.example.org.", Rtype::A)).await.expect("answer");
+            // One query waits on the silent upstream; the next is over max_concurrent.
+            let chain = Arc::new(chain);
+            let c = chain.clone();
+            let held = tokio::spawn(async move { run(&c, &mut query("silent.example.org.", Rtype::A)).await.map(|_| ()) });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let e = run(&chain, &mut query("x.example.org.", Rtype::A)).await.expect_err("refused");
+            assert_eq!(e.rcode, Rcode::REFUSED);
+            held.abort();
+            up.addr.to_string()
+        })
+    });
+    let to = [("to", addr.as_str())];
+    assert_eq!(m.counter(upstream::REQUESTS, &to), Some(3));
+    assert_eq!(m.counter(upstream::RESPONSES, &[("to", addr.as_str()), ("rcode", "NXDOMAIN")]), Some(2));
+    assert_eq!(m.histogram_count(upstream::DURATION, &[("to", addr.as_str()), ("rcode", "NXDOMAIN")]), Some(2));
+    assert_eq!(m.counter(upstream::MAX_CONCURRENT_REJECTS, &[]), Some(1));
+}
