@@ -657,3 +657,18 @@ fn metrics_have_coredns_names_and_labels() {
     assert_eq!(m.histogram_count(upstream::DURATION, &[("to", addr.as_str()), ("rcode", "NXDOMAIN")]), Some(2));
     assert_eq!(m.counter(upstream::MAX_CONCURRENT_REJECTS, &[]), Some(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_expire() {
+    let m = mock(script(a_record)).await;
+    let (f, chain) = forward(&format!("forward . {} {{\n force_tcp\n expire 2s\n}}", m.addr));
+    run(&chain, &mut query("example.org.", Rtype::A)).await.expect("answer");
+    assert_eq!(f.upstreams[0].pool.open_count(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(f.upstreams[0].pool.open_count(), 1, "still within expire");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(f.upstreams[0].pool.open_count(), 0, "closed after 2s without a query");
+    // The next query opens a new one.
+    run(&chain, &mut query("example.org.", Rtype::A)).await.expect("answer");
+    assert_eq!(m.tcp_conns.load(Ordering::SeqCst), 2);
+}
