@@ -672,3 +672,27 @@ async fn idle_connections_expire() {
     run(&chain, &mut query("example.org.", Rtype::A)).await.expect("answer");
     assert_eq!(m.tcp_conns.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn tls_with_a_client_certificate_sets_up_and_answers() {
+    let dir = std::env::temp_dir().join(format!("ferrite-fwd-tls-client-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let addr = tls_upstream(&dir).await;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["client.test".to_string()]).expect("params").self_signed(&key).expect("cert");
+    std::fs::write(dir.join("client.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("client.key"), key.serialize_pem()).expect("write");
+    let (_, chain) = forward(&format!(
+        "forward . tls://{} {{\n tls {d}/client.pem {d}/client.key {d}/ca.pem\n tls_servername dns.test\n}}",
+        addr,
+        d = dir.display()
+    ));
+    let r = run(&chain, &mut query("example.org.", Rtype::A)).await.expect("answer over TLS");
+    assert_eq!(answers(&r), ["example.org. 300 in a 192.0.2.53"]);
+    // A key that does not exist is a setup error naming the file.
+    let e = setup(&format!("forward . tls://{addr} {{\n tls {d}/client.pem {d}/missing.key\n}}", d = dir.display()), &["."])
+        .map(|_| ())
+        .expect_err("missing key");
+    assert!(e.to_string().contains("missing.key"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
