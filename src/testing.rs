@@ -466,3 +466,96 @@ mod tests {
         assert!(compare_section("answer", &[], &[r]).is_err());
     }
 }
+
+/// Metrics recorded while a test runs, by name and labels: counters and gauges by value,
+/// histograms by the number of samples.
+#[derive(Default)]
+pub struct MetricsCapture {
+    values: std::sync::Mutex<Vec<Captured>>,
+}
+
+/// One metric: name, labels, value (f64 bits for gauges, sample count for histograms), kind.
+type Captured = (String, Vec<(String, String)>, Arc<std::sync::atomic::AtomicU64>, MetricKind);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+struct Samples(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::HistogramFn for Samples {
+    fn record(&self, _value: f64) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl MetricsCapture {
+    /// Runs `f` with this capture as the thread's recorder (handles made inside bind to it).
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(self, f)
+    }
+
+    fn find(&self, name: &str, labels: &[(&str, &str)], kind: MetricKind) -> Option<u64> {
+        let v = self.values.lock().expect("not poisoned");
+        v.iter()
+            .filter(|(n, l, _, k)| {
+                n == name && *k == kind && labels.iter().all(|(a, b)| l.iter().any(|(x, y)| x == a && y == b))
+            })
+            .map(|(_, _, a, _)| a.load(Ordering::SeqCst))
+            .reduce(|a, b| a + b)
+    }
+
+    /// The sum of the counters named `name` that carry at least `labels`.
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        self.find(name, labels, MetricKind::Counter)
+    }
+
+    /// The value of the gauge named `name` with at least `labels`.
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.find(name, labels, MetricKind::Gauge).map(f64::from_bits)
+    }
+
+    /// The number of samples of the histogram named `name` with at least `labels`.
+    pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        self.find(name, labels, MetricKind::Histogram)
+    }
+
+    /// Every label set recorded under `name`.
+    pub fn labels(&self, name: &str) -> Vec<Vec<(String, String)>> {
+        let v = self.values.lock().expect("not poisoned");
+        v.iter().filter(|(n, ..)| n == name).map(|(_, l, ..)| l.clone()).collect()
+    }
+
+    fn register(&self, key: &metrics::Key, kind: MetricKind) -> Arc<std::sync::atomic::AtomicU64> {
+        let name = key.name().to_string();
+        let labels: Vec<(String, String)> = key.labels().map(|l| (l.key().to_string(), l.value().to_string())).collect();
+        let mut v = self.values.lock().expect("not poisoned");
+        if let Some((.., a, _)) = v.iter().find(|(n, l, _, k)| *n == name && *l == labels && *k == kind) {
+            return a.clone();
+        }
+        let a = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        v.push((name, labels, a.clone(), kind));
+        a
+    }
+}
+
+impl metrics::Recorder for MetricsCapture {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.register(key, MetricKind::Counter))
+    }
+
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.register(key, MetricKind::Gauge))
+    }
+
+    fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::from_arc(Arc::new(Samples(self.register(key, MetricKind::Histogram))))
+    }
+}

@@ -305,6 +305,7 @@ pub fn build(c: &Config, block_zones: &[Name<Bytes>]) -> Result<Cache, SetupErro
             keepttl: c.keepttl,
             epoch: Instant::now(),
             zones_label,
+            first: std::sync::OnceLock::new(),
             handles: ArcSwap::from_pointee(Vec::new()),
         }),
     })
@@ -330,8 +331,36 @@ pub struct Inner {
     keepttl: bool,
     epoch: Instant,
     zones_label: String,
-    /// Metric handles per server label, made once for each server this chain serves.
+    /// Metric handles per server label, made once for each server this chain serves: the
+    /// first server's, then the others'.
+    first: std::sync::OnceLock<(Arc<str>, Arc<Handles>)>,
     handles: ArcSwap<Vec<(Arc<str>, Arc<Handles>)>>,
+}
+
+/// A server's handles, borrowed for the first server, shared for the others.
+enum HandlesRef<'a> {
+    First(&'a Arc<Handles>),
+    Other(Arc<Handles>),
+}
+
+impl HandlesRef<'_> {
+    fn to_arc(&self) -> Arc<Handles> {
+        match self {
+            HandlesRef::First(h) => Arc::clone(h),
+            HandlesRef::Other(h) => h.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for HandlesRef<'_> {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        match self {
+            HandlesRef::First(h) => h,
+            HandlesRef::Other(h) => h,
+        }
+    }
 }
 
 /// Label handles for one server.
@@ -375,10 +404,16 @@ impl Inner {
         Instant::now().saturating_duration_since(self.epoch).as_secs() as u32
     }
 
-    fn handles(&self, server: &Arc<str>) -> Arc<Handles> {
+    /// The handles for `server`: the first server's without touching a reference count (the
+    /// usual case: one server per chain), others from a list.
+    fn handles(&self, server: &Arc<str>) -> HandlesRef<'_> {
+        let (first, h) = self.first.get_or_init(|| (server.clone(), Arc::new(self.make_handles(server))));
+        if Arc::ptr_eq(first, server) || **first == **server {
+            return HandlesRef::First(h);
+        }
         let list = self.handles.load();
         if let Some((_, h)) = list.iter().find(|(s, _)| Arc::ptr_eq(s, server) || **s == **server) {
-            return h.clone();
+            return HandlesRef::Other(h.clone());
         }
         let h = Arc::new(self.make_handles(server));
         self.handles.rcu(|old| {
@@ -388,7 +423,7 @@ impl Inner {
             }
             v
         });
-        h
+        HandlesRef::Other(h)
     }
 
     fn make_handles(&self, server: &str) -> Handles {
@@ -634,7 +669,7 @@ impl Plugin for Cache {
         match inner.lookup(req, &h, now) {
             Found::Fresh { reply, prefetch } => {
                 if prefetch {
-                    inner.refresh(req, &next, h, true);
+                    inner.refresh(req, &next, h.to_arc(), true);
                 }
                 Box::pin(std::future::ready(Ok(reply)))
             }
@@ -643,7 +678,7 @@ impl Plugin for Cache {
                 if !verify {
                     h.stale.increment(1);
                     if refresh {
-                        inner.refresh(req, &next, h, false);
+                        inner.refresh(req, &next, h.to_arc(), false);
                     }
                     return Box::pin(std::future::ready(Ok(reply)));
                 }

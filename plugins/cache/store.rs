@@ -3,9 +3,11 @@
 //! different names rarely meet; a full shard evicts at random, preferring entries that expired
 //! first among a few sampled (CoreDNS evicts at random).
 //!
-//! An entry keeps its records in uncompressed wire format in one allocation (with the query
+//! An entry keeps its records in uncompressed wire format in one shared buffer (with the query
 //! name after them), not as parsed records: a parsed record is 184 bytes before its names, the
-//! wire form of an A record 31. A hit copies the bytes out under the lock and parses them after.
+//! wire form of an A record 31. A hit takes a reference to the buffer under the lock and parses
+//! it after; the records' names and data point into the buffer, so a hit allocates only the
+//! vectors the reply's sections need.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -29,7 +31,7 @@ pub struct Stored<'a> {
     pub sections: [&'a [Rr]; 3],
 }
 
-/// A copy of an entry's reply, taken under the shard lock and turned into records after.
+/// An entry's reply, taken under the shard lock and turned into records after.
 pub struct Snapshot {
     pub header: Header,
     pub rcode: OptRcode,
@@ -90,7 +92,7 @@ impl Key<'_> {
 pub struct Entry {
     hash: u64,
     /// The records of the three sections in uncompressed wire format, then the query name.
-    data: Box<[u8]>,
+    data: Bytes,
     counts: [u16; 3],
     qname_at: u32,
     qtype: Rtype,
@@ -124,18 +126,13 @@ impl Entry {
 
     /// The reply's bytes and flags, to be turned into records outside the lock.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            header: self.header,
-            rcode: self.rcode,
-            data: Bytes::copy_from_slice(&self.data[..self.qname_at as usize]),
-            counts: self.counts,
-        }
+        Snapshot { header: self.header, rcode: self.rcode, data: self.data.slice(..self.qname_at as usize), counts: self.counts }
     }
 }
 
 /// The wire form of `sections` followed by `qname`, and the record counts; `None` if a section
 /// holds more than 65535 records.
-fn encode(sections: [&[Rr]; 3], qname: &Name<Bytes>) -> Option<(Box<[u8]>, [u16; 3], u32)> {
+fn encode(sections: [&[Rr]; 3], qname: &Name<Bytes>) -> Option<(Bytes, [u16; 3], u32)> {
     let mut v = Vec::with_capacity(64);
     let mut counts = [0u16; 3];
     for (i, s) in sections.iter().enumerate() {
@@ -147,7 +144,7 @@ fn encode(sections: [&[Rr]; 3], qname: &Name<Bytes>) -> Option<(Box<[u8]>, [u16;
     }
     let at = u32::try_from(v.len()).ok()?;
     v.extend_from_slice(qname.as_slice());
-    Some((v.into_boxed_slice(), counts, at))
+    Some((Bytes::from(v), counts, at))
 }
 
 /// A key hash is already well mixed: the index uses it as it is.

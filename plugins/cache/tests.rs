@@ -391,3 +391,36 @@ async fn capacity_bounds_the_entries() {
     assert!(s.len() <= s.capacity() && s.capacity() < 1100, "{} of {}", s.len(), s.capacity());
     assert!(s.len() > 900, "the store fills up: {}", s.len());
 }
+
+#[test]
+fn metrics_have_coredns_names_and_labels() {
+    let m = crate::testing::MetricsCapture::default();
+    m.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let up = Upstream::new();
+            up.set("www.example.org.", Rcode::NOERROR, &["www.example.org. 300 IN A 192.0.2.1"], &[]);
+            up.set("nx.example.org.", Rcode::NXDOMAIN, &[], &[SOA]);
+            let (_, chain) = cached("cache", &up);
+            for _ in 0..3 {
+                ask(&chain, "www.example.org.").await;
+            }
+            for _ in 0..2 {
+                ask(&chain, "nx.example.org.").await;
+            }
+        });
+    });
+    let l = |t: &'static str| [("server", "dns://:53"), ("type", t), ("zones", "."), ("view", "")];
+    let plain = [("server", "dns://:53"), ("zones", "."), ("view", "")];
+    assert_eq!(m.counter(HITS, &l("success")), Some(2));
+    assert_eq!(m.counter(HITS, &l("denial")), Some(1));
+    assert_eq!(m.counter(MISSES, &plain), Some(2));
+    assert_eq!(m.counter(REQUESTS, &plain), Some(5));
+    assert_eq!(m.gauge(ENTRIES, &l("success")), Some(1.0));
+    assert_eq!(m.gauge(ENTRIES, &l("denial")), Some(1.0));
+    assert_eq!(m.labels(MISSES), [vec![
+        ("server".to_string(), "dns://:53".to_string()),
+        ("zones".to_string(), ".".to_string()),
+        ("view".to_string(), String::new()),
+    ]]);
+}

@@ -630,3 +630,77 @@ async fn dns_over_tls_upstream_with_a_verified_name() {
     assert!(e.message.contains("tls"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn metrics_have_coredns_names_and_labels() {
+    let m = crate::testing::MetricsCapture::default();
+    let addr = m.run(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let up = mock(script(|req, _| {
+                if req.qname.to_string().starts_with("nx") {
+                    Act::Answer(Rcode::NXDOMAIN, vec![])
+                } else {
+                    Act::Drop
+                }
+            }))
+            .await;
+            let (_, chain) = forward(&format!("forward . {} {{\n max_concurrent 1\n max_fails 0\n}}", up.addr));
+            run(&chain, &mut query("nx.example.org.", Rtype::A)).await.expect("answer");
+            run(&chain, &mut query("nx2.example.org.", Rtype::A)).await.expect("answer");
+            // One query waits on the silent upstream; the next is over max_concurrent.
+            let chain = Arc::new(chain);
+            let c = chain.clone();
+            let held = tokio::spawn(async move { run(&c, &mut query("silent.example.org.", Rtype::A)).await.map(|_| ()) });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let e = run(&chain, &mut query("x.example.org.", Rtype::A)).await.expect_err("refused");
+            assert_eq!(e.rcode, Rcode::REFUSED);
+            held.abort();
+            up.addr.to_string()
+        })
+    });
+    let to = [("to", addr.as_str())];
+    assert_eq!(m.counter(upstream::REQUESTS, &to), Some(3));
+    assert_eq!(m.counter(upstream::RESPONSES, &[("to", addr.as_str()), ("rcode", "NXDOMAIN")]), Some(2));
+    assert_eq!(m.histogram_count(upstream::DURATION, &[("to", addr.as_str()), ("rcode", "NXDOMAIN")]), Some(2));
+    assert_eq!(m.counter(upstream::MAX_CONCURRENT_REJECTS, &[]), Some(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_expire() {
+    let m = mock(script(a_record)).await;
+    let (f, chain) = forward(&format!("forward . {} {{\n force_tcp\n expire 2s\n}}", m.addr));
+    run(&chain, &mut query("example.org.", Rtype::A)).await.expect("answer");
+    assert_eq!(f.upstreams[0].pool.open_count(), 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(f.upstreams[0].pool.open_count(), 1, "still within expire");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(f.upstreams[0].pool.open_count(), 0, "closed after 2s without a query");
+    // The next query opens a new one.
+    run(&chain, &mut query("example.org.", Rtype::A)).await.expect("answer");
+    assert_eq!(m.tcp_conns.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn tls_with_a_client_certificate_sets_up_and_answers() {
+    let dir = std::env::temp_dir().join(format!("ferrite-fwd-tls-client-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let addr = tls_upstream(&dir).await;
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["client.test".to_string()]).expect("params").self_signed(&key).expect("cert");
+    std::fs::write(dir.join("client.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("client.key"), key.serialize_pem()).expect("write");
+    let (_, chain) = forward(&format!(
+        "forward . tls://{} {{\n tls {d}/client.pem {d}/client.key {d}/ca.pem\n tls_servername dns.test\n}}",
+        addr,
+        d = dir.display()
+    ));
+    let r = run(&chain, &mut query("example.org.", Rtype::A)).await.expect("answer over TLS");
+    assert_eq!(answers(&r), ["example.org. 300 in a 192.0.2.53"]);
+    // A key that does not exist is a setup error naming the file.
+    let e = setup(&format!("forward . tls://{addr} {{\n tls {d}/client.pem {d}/missing.key\n}}", d = dir.display()), &["."])
+        .map(|_| ())
+        .expect_err("missing key");
+    assert!(e.to_string().contains("missing.key"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

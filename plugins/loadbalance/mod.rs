@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use domain::base::iana::Opcode;
@@ -123,20 +123,21 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Reads the weight file again every `every` while the plugin lives; a file that no longer
-/// parses is logged and the weights in use stay.
+/// Reads the weight file again every `every` while the plugin lives, and takes its weights when
+/// its text changed; a file that no longer parses is logged and the weights in use stay.
 fn watch(path: PathBuf, weights: std::sync::Weak<ArcSwap<Weights>>, every: Duration) {
-    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut last: Option<SystemTime> = modified(&path);
+    // NOTE: the text, not the modification time, tells a change: a file rewritten within the
+    // filesystem's timestamp granularity would otherwise be missed.
+    let mut last = std::fs::read_to_string(&path).ok();
     let _ = std::thread::Builder::new().name("loadbalance-reload".into()).spawn(move || loop {
         std::thread::sleep(every);
         let Some(w) = weights.upgrade() else { return };
-        let now = modified(&path);
-        if now == last {
+        let text = std::fs::read_to_string(&path).ok();
+        if text == last {
             continue;
         }
-        last = now;
-        match std::fs::read_to_string(&path).map_err(|e| e.to_string()).and_then(|t| parse_weights(&t)) {
+        last = text.clone();
+        match text.ok_or_else(|| "cannot read".to_string()).and_then(|t| parse_weights(&t)) {
             Ok(new) => w.store(Arc::new(new)),
             Err(e) => log::error!(target: "plugin/loadbalance", "{}: {e}; keeping the weights in use", path.display()),
         }

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::time::Duration;
 
 use domain::base::iana::{Class, Rcode, Rtype};
 
@@ -99,5 +100,33 @@ fn weighted_setup_reads_the_file_and_bad_files_are_errors() {
     assert!(setup(&format!("loadbalance weighted {}", bad.display()), &["."]).is_err(), "weight 0");
     let e = setup("loadbalance fastest", &["."]).map(|_| ()).expect_err("unknown policy");
     assert!(e.to_string().contains("unknown policy"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_changed_weight_file_is_read_again() {
+    let dir = std::env::temp_dir().join(format!("ferrite-lb-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("weights");
+    std::fs::write(&file, "web.example.org\n192.0.2.1 255\n").expect("write");
+    let mut chain = setup(&format!("loadbalance weighted {} {{\n reload 50ms\n}}", file.display()), &["."]).expect("sets up");
+    chain.push(fixed_reply(&ANSWER[1..5]));
+    let first = |chain: &[Arc<dyn Plugin>]| {
+        (0..20)
+            .filter(|_| {
+                let r = serve(chain, &mut query("web.example.org.", Rtype::A)).expect("answer");
+                r.answer[0].to_string().ends_with("A 192.0.2.4")
+            })
+            .count()
+    };
+    assert!(first(&chain) <= 3, "192.0.2.4 weighs 1 against 255");
+    // A different modification time and content: the new weights are used (bounded wait).
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&file, "web.example.org\n192.0.2.4 255\n").expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while first(&chain) < 15 {
+        assert!(std::time::Instant::now() < deadline, "the new weights were never read");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,7 +71,9 @@ impl Knot {
             d = dir.display()
         );
         std::fs::write(dir.join("knot.conf"), conf).expect("conf");
-        let child = Command::new("knotd")
+        // Debian installs knotd in /usr/sbin, which a non-login PATH may lack.
+        let knotd = if std::path::Path::new("/usr/sbin/knotd").exists() { "/usr/sbin/knotd" } else { "knotd" };
+        let child = Command::new(knotd)
             .arg("-c")
             .arg(dir.join("knot.conf"))
             .stdout(Stdio::null())
