@@ -362,6 +362,24 @@ pub fn listen_addr(tok: &Token) -> Result<std::net::SocketAddr, SetupError> {
     Ok(std::net::SocketAddr::new(ip, port))
 }
 
+/// An optional duration in RON, as [`serde_duration`] writes one (`None` is left out).
+pub mod serde_opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::serde_duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::serde_duration::deserialize(d).map(Some)
+    }
+}
+
 /// Durations in RON as Go-style strings (`"5s"`, `"1m30s"`), as a Corefile writes them.
 pub mod serde_duration {
     use std::time::Duration;

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use regex::Regex;
 
 use crate::plugin::prelude::*;
-use crate::plugins::file::{opt_duration, parse_fallthrough, zone_name, File, Served, Zones, DEFAULT_RELOAD};
+use crate::plugins::file::{parse_fallthrough, zone_name, File, Served, Zones, DEFAULT_RELOAD};
 
 const DEFAULT_REGEX: &str = r"db\.(.*)";
 const DEFAULT_TEMPLATE: &str = "{1}";
@@ -29,7 +29,7 @@ pub struct Config {
     pub regex: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::plugin::serde_opt_duration")]
     pub reload: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallthrough: Option<Vec<String>>,

@@ -37,29 +37,13 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_reverse: bool,
     /// How often the file is checked for changes; zero turns checking off. 5s when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::plugin::serde_opt_duration")]
     pub reload: Option<Duration>,
     /// `None`: no fallthrough; `Some([])`: for every name; else for names in these zones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallthrough: Option<Vec<String>>,
 }
 
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => crate::plugin::serde_duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        crate::plugin::serde_duration::deserialize(d).map(Some)
-    }
-}
 
 /// A zone argument, lower case and fully qualified.
 fn zone(z: &str) -> Result<Name<Bytes>, String> {

@@ -60,26 +60,10 @@ pub struct Config {
     pub apiserver_qps: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apiserver_burst: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::plugin::serde_opt_duration")]
     pub startup_timeout: Option<Duration>,
 }
 
-mod opt_duration {
-    use std::time::Duration;
-
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => crate::plugin::serde_duration::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        crate::plugin::serde_duration::deserialize(d).map(Some)
-    }
-}
 
 /// A zone argument, lower case with a trailing dot.
 fn zone(z: &str) -> Result<String, String> {
