@@ -347,6 +347,20 @@ pub fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+/// A zone argument (`Example.org`, `example.org.`), lower case and fully qualified.
+pub fn zone_name(z: &str) -> Result<domain::base::name::Name<bytes::Bytes>, String> {
+    let mut s = z.to_ascii_lowercase();
+    if !s.ends_with('.') {
+        s.push('.');
+    }
+    std::str::FromStr::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))
+}
+
+/// [`zone_name`] in presentation form: lower case with the trailing dot.
+pub fn zone_text(z: &str) -> Result<String, String> {
+    zone_name(z).map(|n| n.fmt_with_dot().to_string())
+}
+
 /// Parses a listen address as CoreDNS's health, ready and prometheus take it: `:8080` (every
 /// address), `localhost:9153`, `127.0.0.1:8080`, `[::1]:8080`.
 pub fn listen_addr(tok: &Token) -> Result<std::net::SocketAddr, SetupError> {

@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::plugin::prelude::*;
+use crate::plugin::zone_text as zone;
 use crate::plugin::{Cidr, CounterVec, Edns, EdnsOption};
 
 /// CoreDNS's metric names.
@@ -106,11 +107,6 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
     Ok(c)
 }
 
-fn zone(z: &str) -> Result<String, String> {
-    let s = if z.ends_with('.') { z.to_ascii_lowercase() } else { format!("{}.", z.to_ascii_lowercase()) };
-    Name::<Bytes>::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))?;
-    Ok(s)
-}
 
 /// A query type, or `None` for `*` (every type).
 fn qtype(s: &str) -> Result<Option<Rtype>, String> {

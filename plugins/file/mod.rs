@@ -8,7 +8,6 @@ pub mod loader;
 pub mod zone;
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -38,14 +37,7 @@ pub struct Config {
 }
 
 
-/// A zone argument, lower case and fully qualified.
-pub fn zone_name(z: &str) -> Result<Name<Bytes>, String> {
-    let mut s = z.to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    Name::<Bytes>::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))
-}
+pub use crate::plugin::zone_name;
 
 /// Parses `fallthrough [ZONES...]`.
 pub fn parse_fallthrough(line: &Line) -> Result<Vec<String>, SetupError> {

@@ -11,6 +11,7 @@
 use std::str::FromStr;
 
 use crate::plugin::prelude::*;
+use crate::plugin::zone_text as zone;
 use crate::plugin::{Cidr, Edns, EdnsOption};
 
 /// Extended DNS Error 17, Filtered (RFC 8914 §4.18), for replies answered with `immediate`.
@@ -69,11 +70,6 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
     Ok(c)
 }
 
-fn zone(z: &str) -> Result<String, String> {
-    let s = if z.ends_with('.') { z.to_ascii_lowercase() } else { format!("{}.", z.to_ascii_lowercase()) };
-    Name::<Bytes>::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))?;
-    Ok(s)
-}
 
 fn rtype(s: &str) -> Result<Rtype, String> {
     match Rtype::from_str(s) {

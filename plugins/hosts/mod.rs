@@ -14,6 +14,7 @@ use domain::base::name::ToName;
 use domain::rdata::{Aaaa, Ptr, A};
 
 use crate::plugin::prelude::*;
+use crate::plugin::zone_name as zone;
 
 const DEFAULT_FILE: &str = "/etc/hosts";
 const DEFAULT_TTL: u32 = 3600;
@@ -45,14 +46,6 @@ pub struct Config {
 }
 
 
-/// A zone argument, lower case and fully qualified.
-fn zone(z: &str) -> Result<Name<Bytes>, String> {
-    let mut s = z.to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    Name::<Bytes>::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))
-}
 
 pub fn parse(d: &Directive) -> Result<Config, SetupError> {
     let mut c = Config::default();

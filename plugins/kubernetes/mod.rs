@@ -8,10 +8,10 @@ pub mod store;
 pub mod watch;
 
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::plugin::prelude::*;
+use crate::plugin::zone_text as zone;
 pub use handler::PodMode;
 use handler::{Kubernetes, Options, Shared};
 
@@ -65,15 +65,6 @@ pub struct Config {
 }
 
 
-/// A zone argument, lower case with a trailing dot.
-fn zone(z: &str) -> Result<String, String> {
-    let mut s = z.to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    Name::<Bytes>::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))?;
-    Ok(s)
-}
 
 /// A label selector as the API takes it: `k=v`, `k!=v`, `k in (a,b)`, `!k`, comma-separated.
 fn selector(t: &Token, text: &str) -> Result<String, SetupError> {

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::plugin::prelude::*;
+use crate::plugin::zone_text as zone;
 
 /// `metadata [ZONES...] { map SOURCE LABELS... { INPUT VALUES...; default RCODE|VALUES... } }`
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,11 +101,6 @@ fn count(labels: &[String], values: &[String]) -> Result<(), String> {
     }
 }
 
-fn zone(z: &str) -> Result<String, String> {
-    let s = if z.ends_with('.') { z.to_ascii_lowercase() } else { format!("{}.", z.to_ascii_lowercase()) };
-    Name::<Bytes>::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))?;
-    Ok(s)
-}
 
 fn rcode(s: &str) -> Option<Rcode> {
     Rcode::from_str(&s.to_ascii_uppercase()).ok()

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use regex::Regex;
 
 use crate::plugin::prelude::*;
+use crate::plugin::zone_text as zone;
 use crate::plugin::{parse_rr, CounterVec, Edns, EdnsOption};
 use engine::{Data, Template};
 
@@ -151,15 +152,6 @@ fn check(c: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// A zone argument, lower case and fully qualified.
-fn zone(z: &str) -> Result<String, String> {
-    let mut s = z.to_ascii_lowercase();
-    if !s.ends_with('.') {
-        s.push('.');
-    }
-    Name::<Bytes>::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))?;
-    Ok(s)
-}
 
 fn parse_class(s: &str) -> Option<Class> {
     if s.eq_ignore_ascii_case("ANY") {
