@@ -5,6 +5,7 @@
 //! when a reload finds a new SOA serial; a zone that fails to reload keeps being served as it was.
 
 pub mod loader;
+mod nsec3;
 pub mod zone;
 
 use std::path::{Path, PathBuf};

@@ -55,6 +55,9 @@ const CUT: u8 = 1;
 /// The owner was written with capitals (or octets a key cannot give back): its spelling is kept
 /// in `Zone::cased`.
 const CASED: u8 = 2;
+/// An NSEC3 record's owner (a hash below the apex with nothing but NSEC3 and signatures): not a
+/// name of the zone (RFC 5155 §7.2.8), only looked up through `Zone::nsec3`.
+const HASHED: u8 = 4;
 
 /// One RRset: `count` records from `off` in `Zone::rdata`. The TTL of an RRSIG set is unused
 /// (each signature has its own).
@@ -80,6 +83,8 @@ pub struct Zone {
     /// Owner names as written, for the nodes flagged `CASED`, by node index.
     cased: Box<[(u32, Name<Bytes>)]>,
     signed: bool,
+    /// Set when the zone is signed with NSEC3 (its apex has an NSEC3PARAM).
+    nsec3: Option<super::nsec3::Chain>,
     pub records: usize,
 }
 
@@ -361,6 +366,7 @@ impl Builder {
             rdata: Bytes::from(out),
             cased: cased.into_boxed_slice(),
             signed,
+            nsec3: None,
             records: count,
         };
         zone.check()?;
@@ -395,7 +401,39 @@ impl Zone {
                 }
             }
         }
+        self.nsec3 = self.nsec3_chain();
         Ok(())
+    }
+
+    /// The NSEC3 chain of the parameters in the apex's NSEC3PARAM; its owners are marked `HASHED`.
+    fn nsec3_chain(&mut self) -> Option<super::nsec3::Chain> {
+        use super::nsec3::{owner_hash, Chain};
+        let param = self.get(0, Rtype::NSEC3PARAM)?;
+        let (_, p) = self.rdatas(param).next()?;
+        if p.len() < 5 || p[0] != 1 {
+            return None;
+        }
+        let iterations = u16::from_be_bytes([p[2], p[3]]);
+        let salt = p.get(5..5 + p[4] as usize)?.to_vec();
+        let mut hashes = Vec::new();
+        for i in 1..self.nodes.len() {
+            let key = self.key_at(&self.nodes[i]);
+            // A child of the apex: its relative key is one label and its terminator.
+            let Some((&0, label)) = key.split_last() else { continue };
+            if label.contains(&0) {
+                continue;
+            }
+            let Some(set) = self.get(i, Rtype::NSEC3) else { continue };
+            if !self.rdatas(set).any(|(_, d)| Chain::same_params(iterations, &salt, &d)) {
+                continue;
+            }
+            let Some(h) = owner_hash(label) else { continue };
+            hashes.push((h, i as u32));
+            if self.node_sets(i).iter().all(|s| matches!(Rtype::from_int(s.rtype), Rtype::NSEC3 | Rtype::RRSIG)) {
+                self.nodes[i].flags |= HASHED;
+            }
+        }
+        Some(Chain::new(iterations, &salt, hashes))
     }
 
     pub fn is_signed(&self) -> bool {
@@ -414,7 +452,8 @@ impl Zone {
     /// The node of a full key (one that starts with the apex's).
     fn find(&self, key: &[u8]) -> Option<usize> {
         let rel = key.get(self.apex_key_len..)?;
-        self.nodes.binary_search_by(|n| self.key_at(n).cmp(rel)).ok()
+        let i = self.nodes.binary_search_by(|n| self.key_at(n).cmp(rel)).ok()?;
+        (self.nodes[i].flags & HASHED == 0).then_some(i)
     }
 
     fn node_sets(&self, i: usize) -> &[SetEntry] {
@@ -531,14 +570,96 @@ impl Zone {
     /// The NSEC RRset (and its signatures) that covers `key`: the closest name before it in
     /// canonical order that has one (RFC 4034 §6.1).
     fn covering_nsec(&self, key: &[u8], out: &mut Vec<Rr>) {
+        if let Some(i) = self.covering_node(key) {
+            self.push(out, i, Rtype::NSEC, true, None);
+        }
+    }
+
+    /// Proves that the name a wildcard answered for does not exist (RFC 4035 §3.1.3.3): the NSEC
+    /// that covers it, or the NSEC3 that covers the next closer name (RFC 5155 §7.2.6).
+    fn wildcard_proof(&self, name: &Name<Bytes>, key: &Key, ce: usize, out: &mut Vec<Rr>) {
+        match &self.nsec3 {
+            Some(c) => {
+                let (labels, n) = labels_of(name);
+                if let Some(i) = c.covering(&c.hash(false, &labels[n - (ce + 1).min(n)..n])) {
+                    self.push_nsec3(i, out);
+                }
+            }
+            None => self.covering_nsec(key.full(), out),
+        }
+    }
+
+    /// Proves NXDOMAIN: with NSEC the records that cover the name and the wildcard (`wild`, the
+    /// key of `*.` the closest encloser); with NSEC3 the closest encloser proof and the NSEC3
+    /// that covers the wildcard (RFC 5155 §7.2.2).
+    fn nxdomain_proof(&self, name: &Name<Bytes>, key: &Key, ce: usize, wild: &[u8], out: &mut Vec<Rr>) {
+        match &self.nsec3 {
+            Some(c) => {
+                let (labels, n) = labels_of(name);
+                let ce = self.nsec3_encloser(c, &labels[..n], ce, out);
+                if let Some(i) = c.covering(&c.hash(true, &labels[n - ce..n])) {
+                    self.push_nsec3(i, out);
+                }
+            }
+            None => {
+                self.covering_nsec(key.full(), out);
+                let mut more = Vec::new();
+                self.covering_nsec(wild, &mut more);
+                for r in more {
+                    if !out.contains(&r) {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The closest provable encloser proof (RFC 5155 §7.2.1) of the name made of `labels`,
+    /// starting at its ancestor with `from` labels: the NSEC3 that matches the deepest ancestor
+    /// that has one and, below it, the NSEC3 that covers the next closer name. When the ancestor
+    /// at `from` is the name itself and matches, its NSEC3 alone. Returns the encloser's depth.
+    fn nsec3_encloser(&self, c: &super::nsec3::Chain, labels: &[&[u8]], from: usize, out: &mut Vec<Rr>) -> usize {
+        let n = labels.len();
+        let mut d = from.min(n);
+        while d > self.apex_labels {
+            if c.matching(&c.hash(false, &labels[n - d..])).is_some() {
+                break;
+            }
+            d -= 1;
+        }
+        if let Some(m) = c.matching(&c.hash(false, &labels[n - d..])) {
+            self.push_nsec3(m, out);
+        }
+        if d < n {
+            if let Some(i) = c.covering(&c.hash(false, &labels[n - d - 1..])) {
+                self.push_nsec3(i, out);
+            }
+        }
+        d
+    }
+
+    /// The NSEC3 RRset at node `i` and its signatures, unless already in `out`.
+    fn push_nsec3(&self, i: u32, out: &mut Vec<Rr>) {
+        let mut rrs = Vec::new();
+        self.push(&mut rrs, i as usize, Rtype::NSEC3, true, None);
+        if rrs.first().is_some_and(|r| !out.contains(r)) {
+            out.extend(rrs);
+        }
+    }
+
+    /// The node whose NSEC covers `key`.
+    fn covering_node(&self, key: &[u8]) -> Option<usize> {
         let rel = key.get(self.apex_key_len..).unwrap_or_default();
         let end = self.nodes.partition_point(|n| self.key_at(n) < rel);
         let has = |i: &usize| self.get(*i, Rtype::NSEC).is_some();
         // Wrap around: a name after the last one is covered by the last NSEC (RFC 4034 §4.1.1).
-        let hit = (0..end).rev().find(has).or_else(|| (0..self.nodes.len()).rev().find(has));
-        if let Some(i) = hit {
-            self.push(out, i, Rtype::NSEC, true, None);
-        }
+        (0..end).rev().find(has).or_else(|| (0..self.nodes.len()).rev().find(has))
+    }
+
+    /// The lowest type at node `i` that has a signature.
+    fn lowest_signed_type(&self, i: usize) -> Option<Rtype> {
+        let sigs = self.node_sets(i).iter().find(|s| s.rtype == Rtype::RRSIG.to_int())?;
+        self.rdatas(sigs).filter(|(_, d)| d.len() >= 2).map(|(_, d)| u16::from_be_bytes([d[0], d[1]])).min().map(Rtype::from_int)
     }
 
     fn own_nsec(&self, i: usize, out: &mut Vec<Rr>) {
@@ -568,7 +689,7 @@ impl Zone {
                 ce = d;
                 // RFC 4035 §3.1.4.1 / RFC 4034 §5: DS is answered from the parent side of a cut.
                 if self.is_cut(node) && (d < key.labels || qtype != Rtype::DS) {
-                    self.referral(node, dnssec, reply);
+                    self.referral(node, &name, d, dnssec, reply);
                     return;
                 }
                 if d < key.labels {
@@ -615,25 +736,43 @@ impl Zone {
                             reply.rcode = Rcode::NXDOMAIN.into();
                             self.negative_soa(reply, dnssec);
                             if dnssec {
-                                self.covering_nsec(key.full(), &mut reply.authority);
-                                let mut more = Vec::new();
-                                self.covering_nsec(&wk[..len + 2], &mut more);
-                                for r in more {
-                                    if !reply.authority.contains(&r) {
-                                        reply.authority.push(r);
-                                    }
-                                }
+                                self.nxdomain_proof(&name, &key, ce, &wk[..len + 2], &mut reply.authority);
                             }
                             return;
                         }
                     }
                 }
             };
+            if qtype == Rtype::RRSIG {
+                // As Knot DNS (and like ANY, RFC 8482): the signatures of one RRset, the one of
+                // the lowest type, DO bit or not; a name with none is NODATA.
+                if let Some(t) = self.lowest_signed_type(node) {
+                    self.push_sigs(&mut reply.answer, node, t, &name, None);
+                    if wildcard && dnssec {
+                        self.wildcard_proof(&name, &key, ce, &mut reply.authority);
+                    }
+                    return;
+                }
+            }
+            if qtype == Rtype::NSEC {
+                // NSEC (and RRSIG) live beside a CNAME (RFC 4035 §2.3): answered, not followed;
+                // as Knot DNS, a name without one (in a zone signed with NSEC3) is NODATA.
+                if self.get(node, Rtype::NSEC).is_none() {
+                    self.nodata(node, wildcard, &name, &key, ce, dnssec, reply);
+                    return;
+                }
+                self.push(&mut reply.answer, node, Rtype::NSEC, dnssec, Some(&name));
+                // The NSEC that proves a wildcard's source is often this very one: once is enough.
+                if wildcard && dnssec && self.covering_node(key.full()) != Some(node) {
+                    self.wildcard_proof(&name, &key, ce, &mut reply.authority);
+                }
+                return;
+            }
             if qtype != Rtype::CNAME && qtype != Rtype::ANY {
                 if let Some(c) = self.get(node, Rtype::CNAME) {
                     self.push(&mut reply.answer, node, Rtype::CNAME, dnssec, Some(&name));
                     if wildcard && dnssec {
-                        self.covering_nsec(key.full(), &mut reply.authority);
+                        self.wildcard_proof(&name, &key, ce, &mut reply.authority);
                     }
                     let Some((_, ZoneRecordData::Cname(t))) = self.first(c) else { return };
                     links += 1;
@@ -656,9 +795,12 @@ impl Zone {
                     Some(s) => {
                         let t = Rtype::from_int(s.rtype);
                         self.push(&mut reply.answer, node, t, dnssec, Some(&name));
+                        if wildcard && dnssec {
+                            self.wildcard_proof(&name, &key, ce, &mut reply.authority);
+                        }
                         self.additional(s, dnssec, reply);
                     }
-                    None => self.nodata(node, wildcard, &key, dnssec, reply),
+                    None => self.nodata(node, wildcard, &name, &key, ce, dnssec, reply),
                 }
                 return;
             }
@@ -667,20 +809,36 @@ impl Zone {
                     self.push(&mut reply.answer, node, qtype, dnssec, Some(&name));
                     if wildcard && dnssec {
                         // RFC 4035 §3.1.3.3: prove the name itself does not exist.
-                        self.covering_nsec(key.full(), &mut reply.authority);
+                        self.wildcard_proof(&name, &key, ce, &mut reply.authority);
                     }
                     self.additional(set, dnssec, reply);
                 }
-                None => self.nodata(node, wildcard, &key, dnssec, reply),
+                None => self.nodata(node, wildcard, &name, &key, ce, dnssec, reply),
             }
             return;
         }
     }
 
     /// RFC 2308 §2.2 NODATA, with RFC 4035 §3.1.3.1/3.1.3.4 proofs when signed.
-    fn nodata(&self, node: usize, wildcard: bool, key: &Key, dnssec: bool, reply: &mut Reply) {
+    #[allow(clippy::too_many_arguments)]
+    fn nodata(&self, node: usize, wildcard: bool, name: &Name<Bytes>, key: &Key, ce: usize, dnssec: bool, reply: &mut Reply) {
         self.negative_soa(reply, dnssec);
         if !dnssec {
+            return;
+        }
+        if let Some(c) = &self.nsec3 {
+            // RFC 5155 §7.2.3-7.2.5: the name's own NSEC3; for a wildcard, the closest encloser
+            // proof and the wildcard's NSEC3; where opt-out left the name without one, the
+            // closest provable encloser proof.
+            let (labels, n) = labels_of(name);
+            if wildcard {
+                self.nsec3_encloser(c, &labels[..n], ce, &mut reply.authority);
+                if let Some(m) = c.matching(&c.hash(true, &labels[n - ce..n])) {
+                    self.push_nsec3(m, &mut reply.authority);
+                }
+            } else {
+                self.nsec3_encloser(c, &labels[..n], n, &mut reply.authority);
+            }
             return;
         }
         if self.is_empty(node) {
@@ -702,16 +860,22 @@ impl Zone {
     /// A referral to the zone cut at `node` (RFC 1034 §4.3.2 3.b): not authoritative, the NS
     /// RRset in authority, addresses of the name servers in additional; when signed, the DS
     /// RRset or the NSEC proving there is none (RFC 4035 §3.1.4).
-    fn referral(&self, node: usize, dnssec: bool, reply: &mut Reply) {
+    fn referral(&self, node: usize, name: &Name<Bytes>, depth: usize, dnssec: bool, reply: &mut Reply) {
         if reply.answer.is_empty() {
             reply.header.set_aa(false);
         }
         let Some(ns) = self.get(node, Rtype::NS) else { return };
         self.push(&mut reply.authority, node, Rtype::NS, false, None);
         if dnssec {
-            match self.get(node, Rtype::DS) {
-                Some(_) => self.push(&mut reply.authority, node, Rtype::DS, true, None),
-                None => self.own_nsec(node, &mut reply.authority),
+            match (self.get(node, Rtype::DS), &self.nsec3) {
+                (Some(_), _) => self.push(&mut reply.authority, node, Rtype::DS, true, None),
+                // RFC 5155 §7.2.7: the cut's NSEC3, or with opt-out the closest provable
+                // encloser proof.
+                (None, Some(c)) => {
+                    let (labels, n) = labels_of(name);
+                    self.nsec3_encloser(c, &labels[n - depth..n], depth, &mut reply.authority);
+                }
+                (None, None) => self.own_nsec(node, &mut reply.authority),
             }
         }
         self.additional(ns, dnssec, reply);
@@ -751,6 +915,19 @@ impl Zone {
     pub fn soa(&self) -> &Rr {
         &self.soa
     }
+}
+
+/// The labels of `name`, leftmost first, the root left off.
+fn labels_of(name: &Name<Bytes>) -> ([&[u8]; 128], usize) {
+    let mut labels: [&[u8]; 128] = [&[]; 128];
+    let mut n = 0;
+    for l in name.iter_labels() {
+        if !l.is_root() && n < 128 {
+            labels[n] = l.as_slice();
+            n += 1;
+        }
+    }
+    (labels, n)
 }
 
 /// The first `keep` labels of `name` followed by `target` (RFC 6672 §2.2); `None` when the
