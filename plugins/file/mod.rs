@@ -32,6 +32,9 @@ pub struct Config {
     /// How often the file is checked for a new serial; zero turns checking off. 1m when absent.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::plugin::serde_opt_duration")]
     pub reload: Option<Duration>,
+    /// `reload DURATION mtime`: a changed file replaces the zone even with the same serial.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reload_on_mtime: bool,
     /// `None`: no fallthrough; `Some([])`: for every name; else for names in these zones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallthrough: Option<Vec<String>>,
@@ -64,7 +67,17 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
     }
     for line in d.lines() {
         match line.key().as_str() {
-            "reload" => c.reload = Some(line.nargs(1, 1)?[0].duration()?),
+            "reload" => {
+                let args = line.nargs(1, 2)?;
+                c.reload = Some(args[0].duration()?);
+                if let Some(how) = args.get(1) {
+                    match how.text.as_str() {
+                        "mtime" => c.reload_on_mtime = true,
+                        "serial" => c.reload_on_mtime = false,
+                        _ => return Err(how.err("expected `serial` or `mtime` after the reload interval")),
+                    }
+                }
+            }
             "fallthrough" => c.fallthrough = Some(parse_fallthrough(line)?),
             // CoreDNS's `upstream` is accepted and ignored, as CoreDNS itself now does.
             "upstream" => {
@@ -92,7 +105,8 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     let path = ctx.path(&c.file);
     let mut zones = Vec::new();
     for origin in origins {
-        let z = Served::load(path.clone(), origin).map_err(err)?;
+        let mut z = Served::load(path.clone(), origin).map_err(err)?;
+        z.on_mtime = c.reload_on_mtime;
         zones.push(Arc::new(z));
     }
     let every = c.reload.unwrap_or(DEFAULT_RELOAD);
@@ -185,6 +199,8 @@ pub struct Served {
     pub path: PathBuf,
     pub zone: ArcSwap<Zone>,
     stamp: std::sync::Mutex<Stamp>,
+    /// Replace the zone whenever the file changed, not only on a new serial.
+    pub on_mtime: bool,
 }
 
 impl Served {
@@ -192,11 +208,12 @@ impl Served {
         let s = stamp(&path);
         let z = load_zone(&path, &origin)?;
         log::info!(target: "plugin/file", "loaded {} from {}: serial {}, {} records", origin.fmt_with_dot(), path.display(), z.serial, z.records);
-        Ok(Served { origin, path, zone: ArcSwap::from_pointee(z), stamp: std::sync::Mutex::new(s) })
+        Ok(Served { origin, path, zone: ArcSwap::from_pointee(z), stamp: std::sync::Mutex::new(s), on_mtime: false })
     }
 
-    /// Re-reads the file if it changed; swaps the zone in if its serial differs. A file that
-    /// fails to load leaves the zone as it was, and says why in the log.
+    /// Re-reads the file if it changed (modification time or size); swaps the zone in if its
+    /// serial differs, or with `on_mtime` in any case. A file that fails to load leaves the zone
+    /// as it was, and says why in the log.
     pub fn reload(&self) {
         let now = stamp(&self.path);
         let mut last = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
@@ -207,7 +224,7 @@ impl Served {
         match load_zone(&self.path, &self.origin) {
             Ok(z) => {
                 let old = self.zone.load().serial;
-                if z.serial != old {
+                if z.serial != old || self.on_mtime {
                     log::info!(target: "plugin/file", "reloaded {} from {}: serial {} -> {}", self.origin.fmt_with_dot(), self.path.display(), old, z.serial);
                     self.zone.store(Arc::new(z));
                 }

@@ -199,6 +199,51 @@ fn reloads_on_a_new_serial_and_keeps_the_old_zone_on_errors() {
 }
 
 #[test]
+fn a_changed_file_replaces_the_zone_on_a_new_serial_or_with_mtime() {
+    let dir = temp_dir_for("file-mtime");
+    let f = dir.join("db.example.org");
+    let origin: domain::base::Name<bytes::Bytes> = "example.org.".parse().expect("name");
+    let www = |z: &super::Served| {
+        let mut req = query("www.example.org.", Rtype::A);
+        let mut reply = crate::message::Reply::for_request(&mut req);
+        z.zone.load().answer(&req, &mut reply);
+        reply.answer.first().map(|r| r.to_string()).unwrap_or_default()
+    };
+    std::fs::write(&f, "@ 60 IN SOA ns h 1 2 3 4 5\nwww 60 IN A 192.0.2.1\n").expect("write");
+    let mut z = super::Served::load(f.clone(), origin).expect("loads");
+    // The same serial with other data (and another size, so the change is seen whatever the
+    // file system's time resolution): not a new version of the zone.
+    std::fs::write(&f, "@ 60 IN SOA ns h 1 2 3 4 5\nwww 60 IN A 192.0.2.22\n").expect("write");
+    z.reload();
+    assert_eq!(www(&z), "www.example.org. 60 IN A 192.0.2.1");
+    // With `reload ... mtime`, any change is.
+    z.on_mtime = true;
+    std::fs::write(&f, "@ 60 IN SOA ns h 1 2 3 4 5\nwww 60 IN A 192.0.2.222\n").expect("write");
+    z.reload();
+    assert_eq!(www(&z), "www.example.org. 60 IN A 192.0.2.222");
+}
+
+#[test]
+fn reload_mtime_replaces_the_zone_without_a_new_serial() {
+    let dir = temp_dir_for("file-mtime");
+    let f = dir.join("db.example.org");
+    std::fs::write(&f, "@ 60 IN SOA ns h 1 2 3 4 5\nwww 60 IN A 192.0.2.1\n").expect("write");
+    let c = setup(&format!("file {} example.org {{\n    reload 20ms mtime\n}}", f.display()), &["."]).expect("loads");
+    std::fs::write(&f, "@ 60 IN SOA ns h 1 2 3 4 5\nwww 60 IN A 192.0.2.200\n").expect("write");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut req = query("www.example.org.", Rtype::A);
+        let r = serve(&c, &mut req).expect("answers");
+        if r.answer.first().map(|r| r.to_string()).as_deref() == Some("www.example.org. 60 IN A 192.0.2.200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the changed file was never served");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(setup("file db {\n    reload 1s sometimes\n}", &["."]).is_err());
+}
+
+#[test]
 fn generate_in_a_zone_file() {
     let c = setup(&format!("file {} generate.example.org", testdata("db.generate.example.org")), &["."]).expect("loads");
     run_cases(
