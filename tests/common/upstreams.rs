@@ -182,9 +182,16 @@ fn answer(q: &[u8], mode: Mode) -> Option<Vec<u8>> {
 
 impl Misbehaving {
     pub fn start(mode: Mode) -> Misbehaving {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let addr = udp.local_addr().expect("addr");
-        let tcp = TcpListener::bind(addr).expect("tcp on the same port");
+        // A UDP port whose TCP twin is free too (another test's connection may hold it): try
+        // again with another port, a bounded number of times.
+        let (udp, tcp, addr) = (0..100)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let addr = udp.local_addr().ok()?;
+                let tcp = TcpListener::bind(addr).ok()?;
+                Some((udp, tcp, addr))
+            })
+            .expect("a UDP and TCP port pair on 127.0.0.1");
         udp.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
         tcp.set_nonblocking(true).expect("nonblocking");
         let m = Misbehaving {
