@@ -10,6 +10,11 @@ for p in $plugins; do
   echo "feature-matrix: plugin-$p alone"
   cargo check --quiet --no-default-features --features "plugin-$p"
 done
+# Optional parts, alone with their plugin; forward without its TLS gets clippy too, with its tests.
+echo "feature-matrix: forward-tls"
+cargo check --quiet --no-default-features --features forward-tls
+echo "feature-matrix: clippy (forward without forward-tls)"
+cargo clippy --quiet --all-targets --no-default-features --features plugin-forward -- -D warnings
 echo "feature-matrix: no plugins at all"
 cargo check --quiet --no-default-features
 echo "feature-matrix: clippy (default)"

@@ -341,6 +341,7 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<IpAddr> {
 }
 
 /// A rustls client configuration for `tls [CERT KEY] [CA]`, with ring as the provider.
+#[cfg(feature = "forward-tls")]
 fn tls_config(args: &[String], ctx: &SetupCtx) -> Result<Arc<rustls::ClientConfig>, SetupError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -386,6 +387,7 @@ fn tls_config(args: &[String], ctx: &SetupCtx) -> Result<Arc<rustls::ClientConfi
 }
 
 /// Debian's bundle of the system's trusted CAs.
+#[cfg(feature = "forward-tls")]
 const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
@@ -402,9 +404,18 @@ pub fn build(c: &Config, ctx: &SetupCtx) -> Result<Forward, SetupError> {
         Some(e) => parse_duration(e).ok_or_else(|| SetupError::new(format!("invalid expire {e:?}")))?,
         None => Duration::from_secs(10),
     };
+    #[cfg(feature = "forward-tls")]
     let tls = if targets.iter().any(|t| t.tls) { Some(tls_config(c.tls.as_deref().unwrap_or(&[]), ctx)?) } else { None };
+    #[cfg(not(feature = "forward-tls"))]
+    if let Some(t) = targets.iter().find(|t| t.tls) {
+        return Err(SetupError::new(format!(
+            "tls://{}: this ferrite was built without DNS over TLS for forward (Cargo feature forward-tls)",
+            t.addr
+        )));
+    }
     let mut upstreams = Vec::new();
     for t in &targets {
+        #[cfg(feature = "forward-tls")]
         let (label, connector) = match &tls {
             Some(cfg) if t.tls => {
                 let name = t.server_name.clone().or_else(|| c.tls_servername.clone()).unwrap_or_else(|| t.addr.ip().to_string());
@@ -414,6 +425,8 @@ pub fn build(c: &Config, ctx: &SetupCtx) -> Result<Forward, SetupError> {
             }
             _ => (t.addr.to_string(), Connector::Tcp),
         };
+        #[cfg(not(feature = "forward-tls"))]
+        let (label, connector) = (t.addr.to_string(), Connector::Tcp);
         let pool = StreamPool::new(expire, c.max_idle_conns.unwrap_or(0));
         upstreams.push(Arc::new(Upstream::new(t.addr, label, connector, pool)));
     }

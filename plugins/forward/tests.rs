@@ -561,6 +561,7 @@ async fn a_garbage_reply_over_tcp_is_an_error_not_an_answer() {
 }
 
 /// A DNS-over-TLS upstream with a certificate for `dns.test`, signed by a CA of the test's own.
+#[cfg(feature = "forward-tls")]
 async fn tls_upstream(dir: &std::path::Path) -> SocketAddr {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -607,6 +608,7 @@ async fn tls_upstream(dir: &std::path::Path) -> SocketAddr {
     addr
 }
 
+#[cfg(feature = "forward-tls")]
 #[tokio::test]
 async fn dns_over_tls_upstream_with_a_verified_name() {
     let dir = std::env::temp_dir().join(format!("ferrite-fwd-tls-{}", std::process::id()));
@@ -681,6 +683,7 @@ async fn idle_connections_expire() {
     assert_eq!(m.tcp_conns.load(Ordering::SeqCst), 2);
 }
 
+#[cfg(feature = "forward-tls")]
 #[tokio::test]
 async fn tls_with_a_client_certificate_sets_up_and_answers() {
     let dir = std::env::temp_dir().join(format!("ferrite-fwd-tls-client-{}", std::process::id()));

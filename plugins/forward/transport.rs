@@ -140,6 +140,7 @@ impl StreamConn {
 #[derive(Clone)]
 pub enum Connector {
     Tcp,
+    #[cfg(feature = "forward-tls")]
     Tls(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>),
 }
 
@@ -231,6 +232,7 @@ impl StreamPool {
             Connector::Tcp => {
                 rt.spawn(drive(tcp, rx, alive, self.expire));
             }
+            #[cfg(feature = "forward-tls")]
             Connector::Tls(tls, name) => {
                 let stream = tls.connect(name.clone(), tcp).await.map_err(|e| ExchangeError::Io(format!("tls: {e}")))?;
                 rt.spawn(drive(stream, rx, alive, self.expire));

@@ -94,7 +94,10 @@ impl Upstream {
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self.connector, Connector::Tls(..))
+        #[cfg(feature = "forward-tls")]
+        return matches!(self.connector, Connector::Tls(..));
+        #[cfg(not(feature = "forward-tls"))]
+        false
     }
 
     fn metrics(&self) -> &UpstreamMetrics {
