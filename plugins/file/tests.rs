@@ -204,8 +204,8 @@ fn a_changed_file_replaces_the_zone_on_a_new_serial_or_with_mtime() {
     let f = dir.join("db.example.org");
     let origin: domain::base::Name<bytes::Bytes> = "example.org.".parse().expect("name");
     let www = |z: &super::Served| {
-        let mut req = query("www.example.org.", Rtype::A);
-        let mut reply = crate::message::Reply::for_request(&mut req);
+        let req = query("www.example.org.", Rtype::A);
+        let mut reply = crate::message::Reply::for_request(&req);
         z.zone.load().answer(&req, &mut reply);
         reply.answer.first().map(|r| r.to_string()).unwrap_or_default()
     };
