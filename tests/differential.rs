@@ -120,6 +120,18 @@ fn ask(addr: SocketAddr, q: Q, over_tcp: bool) -> String {
     summary(&Reply::from_wire(&b).expect("reply parses"))
 }
 
+/// Fails listing every differing query, and the first few replies side by side.
+fn assert_no_diffs(diffs: &[String], n: usize) {
+    let heads: Vec<&str> = diffs.iter().filter_map(|d| d.lines().next()).collect();
+    assert!(
+        diffs.is_empty(),
+        "{} of {n} replies differ:\n{}\n\n{}",
+        diffs.len(),
+        heads.join("\n"),
+        diffs.iter().take(6).cloned().collect::<Vec<_>>().join("\n\n")
+    );
+}
+
 const NAMES: &[&str] = &[
     "example.org.", "EXAMPLE.org.", "www.example.org.", "WWW.Example.ORG.", "webmixed.example.org.", "ns1.example.org.",
     "mail.example.org.", "alias.example.org.", "chain1.example.org.", "chain2.example.org.", "outside.example.org.",
@@ -171,14 +183,7 @@ fn file_answers_as_knot_does() {
         }
     }
     assert!(n >= 500, "{n} queries");
-    let heads: Vec<&str> = diffs.iter().filter_map(|d| d.lines().next()).collect();
-    assert!(
-        diffs.is_empty(),
-        "{} of {n} replies differ:\n{}\n\n{}",
-        diffs.len(),
-        heads.join("\n"),
-        diffs.iter().take(6).cloned().collect::<Vec<_>>().join("\n\n")
-    );
+    assert_no_diffs(&diffs, n);
 }
 
 const SIGNED_NAMES: &[&str] = &[
@@ -234,12 +239,5 @@ fn signed_zones_answer_as_knot_does() {
         }
     }
     assert!(n >= 1000, "{n} queries");
-    let heads: Vec<&str> = diffs.iter().filter_map(|d| d.lines().next()).collect();
-    assert!(
-        diffs.is_empty(),
-        "{} of {n} replies differ:\n{}\n\n{}",
-        diffs.len(),
-        heads.join("\n"),
-        diffs.iter().take(6).cloned().collect::<Vec<_>>().join("\n\n")
-    );
+    assert_no_diffs(&diffs, n);
 }

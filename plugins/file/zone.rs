@@ -98,14 +98,7 @@ pub struct Key {
 
 impl Key {
     pub fn new(name: &impl ToName) -> Key {
-        let mut labels: [&[u8]; 128] = [&[]; 128];
-        let mut n = 0;
-        for l in name.iter_labels() {
-            if !l.is_root() && n < 128 {
-                labels[n] = l.as_slice();
-                n += 1;
-            }
-        }
+        let (labels, n) = labels_of(name);
         let mut k = Key { buf: [0; 256], ends: [0; 128], labels: n };
         let mut pos = 0;
         for (i, l) in labels[..n].iter().rev().enumerate() {
@@ -918,7 +911,7 @@ impl Zone {
 }
 
 /// The labels of `name`, leftmost first, the root left off.
-fn labels_of(name: &Name<Bytes>) -> ([&[u8]; 128], usize) {
+fn labels_of(name: &impl ToName) -> ([&[u8]; 128], usize) {
     let mut labels: [&[u8]; 128] = [&[]; 128];
     let mut n = 0;
     for l in name.iter_labels() {
