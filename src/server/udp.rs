@@ -4,21 +4,27 @@
 //! loop costs four (receive, send, a receive that finds nothing, epoll_wait); at the rates a
 //! DNS server sees that is most of its CPU time (see scripts/bench). A reply that needs no
 //! waiting is sent from this thread; a query a plugin must wait for (an upstream, a timer) is
-//! finished on the worker's runtime.
+//! finished on the worker's runtime, if the listener has room for it (see `overload`).
 
 use std::io::ErrorKind;
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use super::chain::{handle, Outcome, Router};
-use super::IN_FLIGHT;
+use super::overload;
 use crate::message::Proto;
 
-pub fn serve(sock: UdpSocket, router: Arc<ArcSwap<Router>>, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
+pub fn serve(
+    sock: UdpSocket,
+    router: Arc<ArcSwap<Router>>,
+    rt: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+) {
     // Plugins that start timers or sockets while being polled here need the runtime's context.
     let _guard = rt.enter();
     let sock = Arc::new(sock);
@@ -32,22 +38,30 @@ pub fn serve(sock: UdpSocket, router: Arc<ArcSwap<Router>>, rt: tokio::runtime::
             Err(_) => continue,
         };
         let router = router.load();
-        match handle(Bytes::copy_from_slice(&buf[..n]), peer, Proto::Udp, &router) {
+        let wire = Bytes::copy_from_slice(&buf[..n]);
+        match handle(wire.clone(), peer, Proto::Udp, &router) {
             Outcome::Drop => {}
             Outcome::Reply(out) => {
                 let _ = sock.send_to(&out, peer);
             }
-            Outcome::Pending(fut) => {
-                let sock = sock.clone();
-                IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-                rt.spawn(async move {
-                    let Some(out) = fut.await else { return };
-                    // A UDP send does not block on a socket with buffer space; a full buffer
-                    // drops the reply, as the kernel would for a non-blocking send.
-                    let _ = sock.send_to(&out, peer);
-                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
+            Outcome::Pending(fut) => match overload::admit(&in_flight, router.options.max_in_flight) {
+                Some(slot) => {
+                    let sock = sock.clone();
+                    rt.spawn(async move {
+                        let _slot = slot;
+                        let Some(out) = fut.await else { return };
+                        // A UDP send does not block on a socket with buffer space; a full buffer
+                        // drops the reply, as the kernel would for a non-blocking send.
+                        let _ = sock.send_to(&out, peer);
+                    });
+                }
+                None => {
+                    drop(fut);
+                    if let Some(out) = overload::refuse(wire, peer, Proto::Udp, &router) {
+                        let _ = sock.send_to(&out, peer);
+                    }
+                }
+            },
         }
     }
 }
