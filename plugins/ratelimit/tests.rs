@@ -127,6 +127,9 @@ fn slipped_reply_keeps_question_and_rcode() {
     assert_eq!(s.question.as_ref().map(|q| q.qname().to_string()), Some("nx.example.org".to_string()));
 }
 
+/// A question and the client asking it.
+type Ask = (&'static str, Rtype, &'static str);
+
 #[test]
 fn buckets_group_clients_and_answers_as_bind() {
     // Rate 2, slip 0: the third reply in a bucket is dropped. Each case asks twice from the
@@ -137,7 +140,7 @@ fn buckets_group_clients_and_answers_as_bind() {
         "a.example.org. 60 IN TXT \"t\"",
         "b.example.org. 60 IN A 192.0.2.2",
     ]);
-    let table: &[(&str, (&str, Rtype, &str), (&str, Rtype, &str), bool)] = &[
+    let table: &[(&str, Ask, Ask, bool)] = &[
         ("same /24", ("a.example.org.", Rtype::A, "192.0.2.1"), ("a.example.org.", Rtype::A, "192.0.2.200"), true),
         ("another /24", ("a.example.org.", Rtype::A, "192.0.2.1"), ("a.example.org.", Rtype::A, "192.0.3.1"), false),
         ("same /56", ("a.example.org.", Rtype::A, "2001:db8:0:100::1"), ("a.example.org.", Rtype::A, "2001:db8:0:1ff::9"), true),
