@@ -107,23 +107,26 @@ async fn connection(
             if opts.tcp_max_queries > 0 && queries >= opts.tcp_max_queries {
                 reading = false;
             }
-            let router = router.load();
-            let out = match handle(wire.clone(), peer, Proto::Tcp, &router) {
-                Outcome::Drop => None,
-                Outcome::Reply(out) => Some(out),
-                Outcome::Pending(f) => match overload::admit(in_flight, router.options.max_in_flight) {
-                    Some(slot) => {
-                        pending.push(async move {
-                            let _slot = slot;
-                            f.await
-                        });
-                        None
-                    }
-                    None => {
-                        drop(f);
-                        overload::refuse(wire, peer, Proto::Tcp, &router)
-                    }
-                },
+            // NOTE: the router's guard is dropped before the write below awaits.
+            let out = {
+                let router = router.load();
+                match handle(wire.clone(), peer, Proto::Tcp, &router) {
+                    Outcome::Drop => None,
+                    Outcome::Reply(out) => Some(out),
+                    Outcome::Pending(f) => match overload::admit(in_flight, router.options.max_in_flight) {
+                        Some(slot) => {
+                            pending.push(async move {
+                                let _slot = slot;
+                                f.await
+                            });
+                            None
+                        }
+                        None => {
+                            drop(f);
+                            overload::refuse(wire, peer, Proto::Tcp, &router)
+                        }
+                    },
+                }
             };
             if let Some(out) = out {
                 if write_frame(&mut wr, &out, opts).await.is_err() {
