@@ -7,7 +7,9 @@
 //! answered however many others wait. A query that would wait when every slot is taken is
 //! answered REFUSED at once, as CoreDNS's forward answers beyond its `max_concurrent`: the
 //! client can go on to another server instead of waiting for a timeout and retrying here, which
-//! would add to the load. Slots come back as the waiting queries finish (their plugins bound
+//! would add to the load. A shed query has been run once (that is how it is known to wait), so
+//! forward has sent it upstream once; shedding bounds this server's memory, not the upstream's
+//! load (forward's `max_concurrent` does that). Slots come back as the waiting queries finish (their plugins bound
 //! how long that takes: forward's timeouts, cancel), so the server recovers by itself.
 
 use std::net::SocketAddr;
