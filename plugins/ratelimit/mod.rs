@@ -145,7 +145,7 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
             "table_size" => c.table_size = arg.parse("a number of entries")?,
             _ => return Err(line.unknown()),
         }
-        check(&c).map_err(|m| arg.err(m))?;
+        check_values(&c).map_err(|m| arg.err(m))?;
     }
     check(&c).map_err(|m| d.err(m))?;
     Ok(c)
@@ -153,6 +153,16 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
 
 /// The checks both front ends share.
 fn check(c: &Config) -> Result<(), String> {
+    check_values(c)?;
+    let rates = [Some(c.responses_per_second), c.nxdomains_per_second, c.errors_per_second, Some(c.requests_per_second)];
+    if rates.iter().all(|r| r.is_none_or(|r| r == 0)) && c.max_amplification.is_none() {
+        return Err("nothing to limit: give responses_per_second, another rate, or max_amplification".into());
+    }
+    Ok(())
+}
+
+/// Each value within its range (checked after each line, so the error points at the value).
+fn check_values(c: &Config) -> Result<(), String> {
     if !(1..=3600).contains(&c.window) {
         return Err(format!("window must be between 1 and 3600 seconds, got {}", c.window));
     }
@@ -173,10 +183,6 @@ fn check(c: &Config) -> Result<(), String> {
     }
     if c.table_size == 0 {
         return Err("table_size must be at least 1".into());
-    }
-    let rates = [Some(c.responses_per_second), c.nxdomains_per_second, c.errors_per_second, Some(c.requests_per_second)];
-    if rates.iter().all(|r| r.is_none_or(|r| r == 0)) && c.max_amplification.is_none() {
-        return Err("nothing to limit: give responses_per_second, another rate, or max_amplification".into());
     }
     Ok(())
 }

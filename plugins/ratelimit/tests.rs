@@ -296,6 +296,9 @@ fn corefile_and_ron_agree() {
             table_size: 1000,
         }
     );
+    // The rate may come after the other properties.
+    let later = parse(&Directive::from_text("ratelimit {\n    window 5\n    slip 0\n    responses_per_second 3\n}").expect("well-formed"));
+    assert_eq!(later.map(|c| (c.window, c.slip, c.responses_per_second)), Ok((5, 0, 3)));
     let ron = "(servers: [(keys: [\".\"], plugins: [ratelimit((responses_per_second: 10, exempt: [\"10.0.0.0/8\"]))])])";
     let cfg = crate::config::from_ron(ron, "t.ron").expect("well-formed");
     assert!(crate::server::setup::build(&cfg, 0).is_ok());
