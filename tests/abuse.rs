@@ -338,3 +338,38 @@ fn a_flood_of_hanging_queries_is_shed_and_the_server_recovers() {
             .is_some_and(|r| r.answer.first().is_some_and(|a| a.data().to_string() == MOCK_ADDR))
     }));
 }
+
+#[test]
+fn hanging_queries_pipelined_over_tcp_are_shed_too() {
+    let up = Misbehaving::start(Mode::Drop);
+    let f = Ferrite::start(&format!(
+        ".:0 {{\n    prometheus 127.0.0.1:0\n    limits {{\n        in_flight 20\n    }}\n    hosts {{\n        192.0.2.9 local.test\n        fallthrough\n    }}\n    forward . {}\n}}\n",
+        up.addr
+    ));
+    // 60 queries that hang, pipelined on one connection: 20 wait, 40 are refused at once.
+    let mut s = connect(f.v4());
+    let all: Vec<u8> = (0..60u16).flat_map(|i| frame(Q::new(&format!("p{i}.hang.test."), Rtype::A).id(i))).collect();
+    s.write_all(&all).expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let t = Instant::now();
+    let refused = (0..40)
+        .filter_map(|_| tcp_read(&mut s))
+        .filter(|b| Reply::from_wire(b).is_ok_and(|r| r.rcode == OptRcode::REFUSED))
+        .count();
+    assert_eq!(refused, 40);
+    assert!(t.elapsed() < Duration::from_secs(1), "refused at once, took {:?}", t.elapsed());
+    let body = metrics(&f);
+    assert_eq!(metric(&body, "coredns_dns_requests_in_flight"), Some(20.0));
+    assert_eq!(metric(&body, "coredns_dns_requests_shed_total{"), Some(40.0));
+    // Meanwhile a local name is answered on another connection and over UDP.
+    assert_eq!(tcp(f.v4(), Q::new("local.test.", Rtype::A)).answer.len(), 1);
+    assert_eq!(udp(f.v4(), Q::new("local.test.", Rtype::A)).answer.len(), 1);
+    // The 20 that waited are answered (SERVFAIL) when forward gives up, and the slots are free.
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let failed = (0..20)
+        .filter_map(|_| tcp_read(&mut s))
+        .filter(|b| Reply::from_wire(b).is_ok_and(|r| r.rcode == OptRcode::SERVFAIL))
+        .count();
+    assert_eq!(failed, 20);
+    assert!(eventually(Duration::from_secs(5), || metric(&metrics(&f), "coredns_dns_requests_in_flight") == Some(0.0)));
+}
