@@ -344,8 +344,15 @@ fn run(cli: &Cli) -> i32 {
         loop {
             let wait = running.reload.map(|(every, jitter)| every + jitter.mul_f64(jitter_fraction()));
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                // Said in the log, as CoreDNS does: an unexpected stop can then be told from a crash.
+                _ = term.recv() => {
+                    log::info!("SIGTERM: shutting down");
+                    break;
+                }
+                _ = int.recv() => {
+                    log::info!("SIGINT: shutting down");
+                    break;
+                }
                 _ = usr1.recv() => {
                     if let Some(p) = &path {
                         log::info!(target: "plugin/reload", "SIGUSR1 received: reloading");

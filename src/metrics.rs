@@ -27,6 +27,8 @@ pub const BUILD_INFO: &str = "coredns_build_info";
 pub const RELOAD_FAILED: &str = "coredns_reload_failed_total";
 pub const HEALTH_DURATION: &str = "coredns_health_request_duration_seconds";
 pub const HEALTH_FAILURES: &str = "coredns_health_request_failures_total";
+/// ferrite's own: queries waiting for an answer (an upstream, a timer) now, across listeners.
+pub const IN_FLIGHT: &str = "coredns_dns_requests_in_flight";
 
 /// CoreDNS's `plugin.TimeBuckets`: 0.25 ms doubling 16 times.
 pub fn time_buckets() -> Vec<f64> {
@@ -189,6 +191,7 @@ mod exporter {
         match HANDLE.get() {
             Some(Some((h, c))) => {
                 c.collect();
+                metrics::gauge!(IN_FLIGHT).set(crate::server::in_flight() as f64);
                 h.render()
             }
             _ => String::new(),

@@ -21,6 +21,7 @@ fn defaults_are_kept() {
     assert_eq!(o.tcp_max_connections, 1000);
     assert_eq!(o.tcp_max_queries, 0);
     assert_eq!(o.tcp_idle_timeout, Duration::from_secs(10));
+    assert_eq!(o.max_in_flight, 5000);
 }
 
 #[test]
@@ -35,6 +36,8 @@ fn sets_each_limit() {
     assert_eq!(o.tcp_max_connections, 1000);
     let o = options("limits {\n    tcp_queries 0\n}");
     assert_eq!(o.tcp_max_queries, 0);
+    let o = options("limits {\n    in_flight 200\n}");
+    assert_eq!((o.max_in_flight, o.tcp_max_connections), (200, 1000));
 }
 
 #[test]
@@ -42,6 +45,7 @@ fn rejects_bad_values_with_locations() {
     let table: &[(&str, &str)] = &[
         ("limits 5", "unexpected argument \"5\""),
         ("limits {\n    tcp_connections 0\n}", "tcp_connections must be at least 1"),
+        ("limits {\n    in_flight 0\n}", "in_flight must be at least 1"),
         ("limits {\n    tcp_connections many\n}", "expected a number of connections, got \"many\""),
         ("limits {\n    tcp_queries -1\n}", "expected a number of queries"),
         ("limits {\n    tcp_idle_timeout 0s\n}", "longer than 0s"),
@@ -65,6 +69,8 @@ fn ron_values_are_checked_at_setup() {
         ("limits((tcp_connections: 5, tcp_idle_timeout: \"3s\"))", true),
         ("limits(())", true),
         ("limits((tcp_connections: Some(0)))", false),
+        ("limits((in_flight: Some(0)))", false),
+        ("limits((in_flight: Some(10)))", true),
         ("limits((tcp_idle_timeout: Some(\"never\")))", false),
     ] {
         let text = format!("(servers: [(keys: [\".\"], plugins: [{ron}])])");

@@ -12,6 +12,7 @@
 
 pub mod chain;
 pub mod options;
+pub(crate) mod overload;
 pub mod setup;
 mod tcp;
 mod udp;
@@ -34,9 +35,28 @@ use crate::config::keys::Scheme;
 /// How often a blocked UDP thread wakes to see whether it should stop.
 const UDP_STOP_POLL: Duration = Duration::from_millis(200);
 
-/// Queries being answered on a task (they had to wait), across all listeners; shutdown waits
-/// for these to finish.
+/// Queries being answered on a task (they had to wait), across all listeners, UDP and TCP;
+/// shutdown waits for these to finish.
 pub(crate) static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Queries waiting for an answer now, across all listeners (`coredns_dns_requests_in_flight`).
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Relaxed)
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go does for CoreDNS at start: each
+/// TCP connection is a descriptor, and the common soft limit of 1024 would cap the server below
+/// its own `tcp_connections` default.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write only the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
 
 /// A listener as started: what it serves, swapped on reload, and how to stop it.
 struct Listener {
@@ -69,6 +89,7 @@ pub struct Server {
 impl Server {
     /// Starts `workers` worker runtimes, each on its own thread, serving nothing yet.
     pub fn new(workers: usize) -> io::Result<Server> {
+        raise_nofile_limit();
         let mut handles = Vec::new();
         for i in 0..workers {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -124,20 +145,21 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let (tcp_stop, tcp_stopped) = watch::channel(false);
         let conns = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let mut udp_threads = Vec::new();
         for (i, s) in f.udp.into_iter().enumerate() {
             // NOTE: the UDP thread blocks in recv_from, so the socket must be blocking; the read
             // timeout lets it notice a stop.
             s.set_nonblocking(false)?;
             s.set_read_timeout(Some(UDP_STOP_POLL))?;
-            let (r, h, st) = (router.clone(), self.workers[i].clone(), stop.clone());
-            udp_threads.push(std::thread::Builder::new().name(format!("ferrite-udp-{i}")).spawn(move || udp::serve(s, r, h, st))?);
+            let (r, h, st, q) = (router.clone(), self.workers[i].clone(), stop.clone(), in_flight.clone());
+            udp_threads.push(std::thread::Builder::new().name(format!("ferrite-udp-{i}")).spawn(move || udp::serve(s, r, h, st, q))?);
         }
         for (i, l) in f.tcp.into_iter().enumerate() {
             let h = &self.workers[i];
             let _guard = h.enter();
             let l = tokio::net::TcpListener::from_std(l)?;
-            h.spawn(tcp::serve(l, router.clone(), conns.clone(), tcp_stopped.clone()));
+            h.spawn(tcp::serve(l, router.clone(), conns.clone(), in_flight.clone(), tcp_stopped.clone()));
         }
         Ok(Listener { scheme: f.scheme, spec_addr: f.spec_addr, bound: f.bound, router, stop, tcp_stop, udp_threads })
     }

@@ -4,6 +4,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+/// Queries waiting for an answer at once on one listener, by default. Each costs its task and
+/// the plugins' state (a forwarded query holds a socket and about 2 KiB), so this bounds the
+/// memory a slow upstream can make the server hold; at 100 ms an answer it still lets one
+/// listener forward 50,000 queries a second.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 5000;
+
 /// Listener options for one server block. When blocks share a listener, the first block's
 /// TCP limits apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +28,9 @@ pub struct ServerOptions {
     pub tcp_max_connections: usize,
     /// Queries one TCP connection may send before it is closed; 0 is no limit.
     pub tcp_max_queries: usize,
+    /// Queries that must wait for an answer (an upstream, a timer), at once on one listener,
+    /// UDP and TCP together; beyond this a query that would wait is shed (REFUSED).
+    pub max_in_flight: usize,
     /// `health`: where `/health` is served, and the lameduck period on shutdown.
     pub health: Option<(SocketAddr, Duration)>,
     /// `ready`: where `/ready` is served; true to keep checking after the first success.
@@ -44,6 +53,7 @@ impl Default for ServerOptions {
             tcp_write_timeout: Duration::from_secs(5),
             tcp_max_connections: 1000,
             tcp_max_queries: 0,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             health: None,
             ready: None,
             metrics: None,

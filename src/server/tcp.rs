@@ -15,18 +15,45 @@ use tokio::time::Instant;
 
 use super::chain::{handle, Outcome, Router};
 use super::options::ServerOptions;
+use super::overload;
 use crate::message::Proto;
 
 /// Open connections across all listeners; shutdown waits for them to finish their queries.
 pub(crate) static OPEN: AtomicUsize = AtomicUsize::new(0);
 
-pub async fn serve(listener: TcpListener, router: Arc<ArcSwap<Router>>, conns: Arc<AtomicUsize>, mut stop: watch::Receiver<bool>) {
+/// Queries of one connection waiting at once; beyond this the connection is not read until one
+/// is answered, so one client cannot take every in-flight slot of the listener (TCP's flow
+/// control holds back the rest).
+const MAX_PIPELINED: usize = 64;
+
+/// How long to wait after a failed accept (no file descriptors left) before trying again.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
+
+pub async fn serve(
+    listener: TcpListener,
+    router: Arc<ArcSwap<Router>>,
+    conns: Arc<AtomicUsize>,
+    in_flight: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => return,
         };
-        let Ok((stream, peer)) = accepted else { continue };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors (EMFILE, ENFILE) or buffers: accept fails at once
+                // until a connection closes, so back off instead of spinning on it.
+                log::warn!("tcp accept: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+        };
         let opts = router.load().options.clone();
         // NOTE: the count is shared by every worker's listener on this address.
         if conns.fetch_add(1, Ordering::AcqRel) >= opts.tcp_max_connections {
@@ -35,10 +62,10 @@ pub async fn serve(listener: TcpListener, router: Arc<ArcSwap<Router>>, conns: A
             continue;
         }
         OPEN.fetch_add(1, Ordering::SeqCst);
-        let (router, conns, stop) = (router.clone(), conns.clone(), stop.clone());
+        let (router, conns, in_flight, stop) = (router.clone(), conns.clone(), in_flight.clone(), stop.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            connection(stream, peer, &router, &opts, stop).await;
+            connection(stream, peer, &router, &opts, &in_flight, stop).await;
             conns.fetch_sub(1, Ordering::AcqRel);
             OPEN.fetch_sub(1, Ordering::SeqCst);
         });
@@ -50,6 +77,7 @@ async fn connection(
     peer: std::net::SocketAddr,
     router: &ArcSwap<Router>,
     opts: &ServerOptions,
+    in_flight: &Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (mut rd, mut wr) = stream.split();
@@ -59,29 +87,51 @@ async fn connection(
     let mut reading = true;
     // The first query must arrive within the read timeout, later ones within the idle timeout;
     // a query that has begun must be complete within the read timeout (as CoreDNS's TCP server).
+    // NOTE: the read timeout runs from the first byte of a message, not from the last read, so
+    // a client that trickles a byte at a time (slowloris) cannot hold the connection: each
+    // message, length prefix included, must be whole within one read timeout.
     let mut last_activity = Instant::now();
     let mut partial_since: Option<Instant> = None;
     loop {
-        // Answer every complete query in the buffer.
-        while reading && buf.len() >= 2 {
+        // Answer every complete query in the buffer, up to MAX_PIPELINED waiting at once.
+        while reading && buf.len() >= 2 && pending.len() < MAX_PIPELINED {
             let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
             if buf.len() < 2 + len {
                 break;
             }
             buf.advance(2);
             let wire = buf.split_to(len).freeze();
+            // The next message's clock starts with its first byte (below), not this one's.
+            partial_since = None;
             queries += 1;
             if opts.tcp_max_queries > 0 && queries >= opts.tcp_max_queries {
                 reading = false;
             }
-            match handle(wire, peer, Proto::Tcp, &router.load()) {
-                Outcome::Drop => {}
-                Outcome::Reply(out) => {
-                    if write_frame(&mut wr, &out, opts).await.is_err() {
-                        return;
-                    }
+            // NOTE: the router's guard is dropped before the write below awaits.
+            let out = {
+                let router = router.load();
+                match handle(wire.clone(), peer, Proto::Tcp, &router) {
+                    Outcome::Drop => None,
+                    Outcome::Reply(out) => Some(out),
+                    Outcome::Pending(f) => match overload::admit(in_flight, router.options.max_in_flight) {
+                        Some(slot) => {
+                            pending.push(async move {
+                                let _slot = slot;
+                                f.await
+                            });
+                            None
+                        }
+                        None => {
+                            drop(f);
+                            overload::refuse(wire, peer, Proto::Tcp, &router)
+                        }
+                    },
                 }
-                Outcome::Pending(f) => pending.push(f),
+            };
+            if let Some(out) = out {
+                if write_frame(&mut wr, &out, opts).await.is_err() {
+                    return;
+                }
             }
         }
         if !reading && pending.is_empty() {
@@ -94,7 +144,7 @@ async fn connection(
             None => last_activity + opts.tcp_idle_timeout,
         };
         tokio::select! {
-            n = rd.read_buf(&mut buf), if reading => match n {
+            n = rd.read_buf(&mut buf), if reading && pending.len() < MAX_PIPELINED => match n {
                 Ok(0) | Err(_) => reading = false,
                 Ok(_) => last_activity = Instant::now(),
             },

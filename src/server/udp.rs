@@ -6,28 +6,36 @@
 //! further: `recvmmsg` waits for one datagram and takes every other one already queued (up to
 //! `BATCH`), and the replies that need no waiting leave together in one `sendmmsg`, so under
 //! load a batch of queries costs two system calls, and an idle server the same two a query. A
-//! query a plugin must wait for (an upstream, a timer) is finished on the worker's runtime.
+//! query a plugin must wait for (an upstream, a timer) is finished on the worker's runtime, if
+//! the listener has room for it (see `overload`).
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 
 use super::chain::{handle, Outcome, Router};
-use super::IN_FLIGHT;
+use super::overload;
 use crate::message::Proto;
 
 /// Datagrams taken in one receive (and replies sent in one send).
 #[cfg(target_os = "linux")]
 const BATCH: usize = 32;
 
-pub fn serve(sock: UdpSocket, router: Arc<ArcSwap<Router>>, rt: tokio::runtime::Handle, stop: Arc<AtomicBool>) {
+pub fn serve(
+    sock: UdpSocket,
+    router: Arc<ArcSwap<Router>>,
+    rt: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
+) {
+    let w = Waiting { sock: Arc::new(sock), rt: rt.clone(), in_flight };
+    let sock = w.sock.clone();
     // Plugins that start timers or sockets while being polled here need the runtime's context.
     let _guard = rt.enter();
-    let sock = Arc::new(sock);
     #[cfg(target_os = "linux")]
     {
         let mut batch = mmsg::Batch::new();
@@ -43,7 +51,7 @@ pub fn serve(sock: UdpSocket, router: Arc<ArcSwap<Router>>, rt: tokio::runtime::
             let router = router.load();
             for i in 0..n {
                 let Some((data, peer)) = batch.get(i) else { continue };
-                if let Some(out) = answer(Bytes::copy_from_slice(data), peer, &router, &sock, &rt) {
+                if let Some(out) = w.answer(Bytes::copy_from_slice(data), peer, &router) {
                     replies.push((out, peer));
                 }
             }
@@ -61,32 +69,45 @@ pub fn serve(sock: UdpSocket, router: Arc<ArcSwap<Router>>, rt: tokio::runtime::
                 Err(_) => continue,
             };
             let router = router.load();
-            if let Some(out) = answer(Bytes::copy_from_slice(&buf[..n]), peer, &router, &sock, &rt) {
+            if let Some(out) = w.answer(Bytes::copy_from_slice(&buf[..n]), peer, &router) {
                 let _ = sock.send_to(&out, peer);
             }
         }
     }
 }
 
-/// Runs one query through the chain: its reply if it is ready now, else `None` (dropped, or
-/// left to finish on the runtime, which sends the reply itself).
-fn answer(query: Bytes, peer: SocketAddr, router: &Router, sock: &Arc<UdpSocket>, rt: &tokio::runtime::Handle) -> Option<Vec<u8>> {
-    match handle(query, peer, Proto::Udp, router) {
-        Outcome::Drop => None,
-        Outcome::Reply(out) => Some(out),
-        Outcome::Pending(fut) => {
-            let sock = sock.clone();
-            IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-            rt.spawn(async move {
-                let out = fut.await;
-                // A UDP send does not block on a socket with buffer space; a full buffer
-                // drops the reply, as the kernel would for a non-blocking send.
-                if let Some(out) = out {
-                    let _ = sock.send_to(&out, peer);
+/// Where queries that must wait go: the worker's runtime, within the listener's slots.
+struct Waiting {
+    sock: Arc<UdpSocket>,
+    rt: tokio::runtime::Handle,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Waiting {
+    /// Runs one query through the chain: its reply if it is ready now (REFUSED if it would wait
+    /// and the listener has no slot left), else `None` (dropped, or left to finish on the
+    /// runtime, which sends the reply itself).
+    fn answer(&self, query: Bytes, peer: SocketAddr, router: &Router) -> Option<Vec<u8>> {
+        match handle(query.clone(), peer, Proto::Udp, router) {
+            Outcome::Drop => None,
+            Outcome::Reply(out) => Some(out),
+            Outcome::Pending(fut) => match overload::admit(&self.in_flight, router.options.max_in_flight) {
+                Some(slot) => {
+                    let sock = self.sock.clone();
+                    self.rt.spawn(async move {
+                        let _slot = slot;
+                        let Some(out) = fut.await else { return };
+                        // A UDP send does not block on a socket with buffer space; a full buffer
+                        // drops the reply, as the kernel would for a non-blocking send.
+                        let _ = sock.send_to(&out, peer);
+                    });
+                    None
                 }
-                IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-            });
-            None
+                None => {
+                    drop(fut);
+                    overload::refuse(query, peer, Proto::Udp, router)
+                }
+            },
         }
     }
 }
