@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -63,13 +63,8 @@ async fn connection(
     let mut partial_since: Option<Instant> = None;
     loop {
         // Answer every complete query in the buffer.
-        while reading && buf.len() >= 2 {
-            let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
-            if buf.len() < 2 + len {
-                break;
-            }
-            buf.advance(2);
-            let wire = buf.split_to(len).freeze();
+        while reading {
+            let Some(wire) = super::framing::next_frame(&mut buf) else { break };
             queries += 1;
             if opts.tcp_max_queries > 0 && queries >= opts.tcp_max_queries {
                 reading = false;
