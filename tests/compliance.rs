@@ -484,7 +484,7 @@ fn dig_and_kdig_see_good_cookies_and_compliant_edns() {
     let out = kdig(&["+cookie", "example.org", "A"]);
     let bad = out.find("status: BADCOOKIE").unwrap_or_else(|| panic!("{out}"));
     assert!(out[bad..].contains("status: NOERROR") && out.contains("192.0.2.1"), "{out}");
-    let cookie = out.lines().filter_map(|l| l.trim().strip_prefix(";; COOKIE: ")).last().expect("kdig shows the cookie");
+    let cookie = out.lines().rev().find_map(|l| l.trim().strip_prefix(";; COOKIE: ")).expect("kdig shows the cookie");
     assert_eq!(cookie.len(), 48, "{out}");
     // A cookie the client kept is answered at once.
     let out = kdig(&[&format!("+cookie={cookie}"), "example.org", "A"]);
