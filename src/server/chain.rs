@@ -393,4 +393,73 @@ mod tests {
         r.insert(Name::root_bytes(), viewed("a", Some(starts("a")))).expect("view");
         assert_eq!(answer(&r, "z.example.").rcode, domain::base::iana::OptRcode::REFUSED);
     }
+
+    /// Reports the cookie state it sees in a TXT record.
+    struct SeesCookie;
+
+    impl Plugin for SeesCookie {
+        fn name(&self) -> &'static str {
+            "sees"
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            let mut r = Reply::for_request(req);
+            r.answer.push(crate::testing::rr(&format!("{} 0 IN TXT {:?}", req.qname, req.cookie)));
+            Box::pin(std::future::ready(Ok(r)))
+        }
+    }
+
+    fn with_cookie(cookie: Option<&[u8]>) -> Bytes {
+        let mut b = MessageBuilder::new_vec();
+        b.header_mut().set_id(9);
+        let mut q = b.question();
+        q.push((&name("c.example."), Rtype::A, Class::IN)).expect("fits");
+        let mut a = q.additional();
+        a.opt(|o| {
+            if let Some(c) = cookie {
+                o.push_raw_option(domain::base::iana::OptionCode::COOKIE, c.len() as u16, |t| octseq::builder::OctetsBuilder::append_slice(t, c))?;
+            }
+            Ok(())
+        })
+        .expect("fits");
+        Bytes::from(a.finish())
+    }
+
+    #[test]
+    fn plugins_see_what_the_cookie_proved_and_require_stops_the_chain() {
+        let client: SocketAddr = "192.0.2.9:5300".parse().expect("addr");
+        let run = |router: &Router, cookie: Option<&[u8]>| -> Reply {
+            match handle(with_cookie(cookie), client, Proto::Udp, router) {
+                Outcome::Reply(b) => Reply::from_wire(&b).expect("parses"),
+                _ => panic!("an immediate reply"),
+            }
+        };
+        let seen = |r: &Reply| r.answer.first().map(|a| a.data().to_string()).unwrap_or_default();
+        let mut open = Chain::new(Name::root_bytes(), Arc::from("dns://:53"), vec![Arc::new(SeesCookie)]);
+        open.cookies = Cookies { secret: crate::cookie::Secret::new([7; 16]), require: false };
+        let mut required = Chain::new(Name::root_bytes(), Arc::from("dns://:53"), vec![Arc::new(SeesCookie)]);
+        required.cookies = Cookies { require: true, ..open.cookies.clone() };
+        let mut r_open = Router::default();
+        r_open.insert(Name::root_bytes(), Arc::new(open)).expect("new");
+        let mut r_req = Router::default();
+        r_req.insert(Name::root_bytes(), Arc::new(required)).expect("new");
+
+        assert_eq!(seen(&run(&r_open, None)), "\"None\"");
+        let first = run(&r_open, Some(&[1; 8]));
+        assert_eq!(seen(&first), "\"ClientOnly\"");
+        let cookie = first.edns.as_ref().and_then(|e| e.option(COOKIE)).expect("cookie").data.clone();
+        assert_eq!(cookie.len(), 24);
+        assert_eq!(seen(&run(&r_open, Some(&cookie))), "\"Valid\"");
+        let mut bad = cookie.to_vec();
+        bad[20] ^= 1;
+        assert_eq!(seen(&run(&r_open, Some(&bad))), "\"Bad\"");
+        // With require the chain never runs for a client-only or bad cookie.
+        for c in [&[1u8; 8][..], &bad] {
+            let r = run(&r_req, Some(c));
+            assert_eq!(r.rcode, OptRcode::BADCOOKIE);
+            assert!(r.answer.is_empty());
+        }
+        assert_eq!(seen(&run(&r_req, Some(&cookie))), "\"Valid\"");
+        assert_eq!(seen(&run(&r_req, None)), "\"None\"", "no cookie, no demand");
+    }
 }
