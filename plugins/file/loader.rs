@@ -45,6 +45,8 @@ pub fn parse_text(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mu
 fn scan(text: String, again: &dyn Fn() -> String, path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr), depth: usize) -> Result<(), String> {
     let mut z = {
         let text = if has_generate(&text) { expand_generate(&text).map_err(|(line, m)| format!("{}:{line}:1: {m}", path.display()))?.0 } else { text };
+        // NOTE: domain's scanner panics on some text left open in parentheses; refuse it first.
+        crate::message::unclosed_paren(&text).map_err(|line| format!("{}:{line}:1: '(' is never closed", path.display()))?;
         let mut z = Zonefile::with_capacity(text.len() + 1).allow_invalid();
         z.extend_from_slice(text.as_bytes());
         // A last line without a newline is still a line.
