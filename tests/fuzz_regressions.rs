@@ -55,3 +55,96 @@ fn fuzz_findings_do_not_panic() {
     assert!(ferrite::message::parse_rr(&text, 60).is_err());
     assert_eq!(PANICS.load(Ordering::SeqCst), 0, "no panic on the way");
 }
+
+/// ron target: a duration of 10^52 ms in `reload` panicked in `Duration::from_secs_f64`.
+const RON_HUGE_DURATION: &[u8] = b"(\n\
+    servers: [\n\
+        (\n\
+            keys: [\n\
+                \"example.org\",\n\
+            ],\n\
+            plugins: [\n\
+                file((\n\
+                    file: \"plugins/file/testdata/db.example.org\",\n\
+                    reload: \"1005555555555555555555555555555555555555555555555555500ms\",\n\
+                    fallthrough: [],\n\
+                )),\n\
+                whoami(()),\n\
+            \x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03\x03],\n\
+        ),\n\
+        (\n\
+            keys: [\n\
+                \"generate.ex1mple.org\",\n\
+            ],\n\
+            plugins: [\n\
+            ],\n\
+        ),\n\
+        (\n\
+            keys: [\n\
+                \"generate.example.org\",\n\
+            ],\n\
+            plugins: [\n\
+                file((\n\
+                    file: \"plugins/file/testdata/db  whoami(()),\n\
+            ],\n\
+        ),\n\
+    ],\n\
+)";
+
+/// zonefile target: `$GENERATE` detection sliced a line at byte 9, inside a multi-byte
+/// character.
+const ZONE_GENERATE_CHAR_BOUNDARY: &[u8] = b"$ORIWWWWWWWWWWWWWWWWWWWWWWWWWWWWIN NS ns2.example.net.\n\
+        IN MX 10 mail\n\
+        IN TXT \"v=spf1 -all\"\n\
+ns1     IN A 193.0.2.53\n\
+mail    IN A 192.0.2.25\n\
+ $GENERAloop    IN CNAME loop\n\
+sub     IN NS ns.sub\n\
+ns.sub  IN A 192.0.2.54\n\
+big     IN TXT \"0123456789012345678901234567890123456789012345678901234567890123456789\"\n\
+big     IN TXT \"112345678)0123456789012345678901234567890ch's $GENERATE \x00\x00\x00\x00\x00\x00\x00\x00       IN MX 10 mail\n\
+        IN TXT \"v=s0.2.1\n\
+*.wild  IN A 192.0.2.99\n\
+loop    IN CNAME loop\n\
+sub     IN NS ns.sub\n\
+ns.sub  IN A 192.0.2.54\n\
+big     IN TXT \"0123456789012345678901234567890123456789012345678901234567890123456789\"\n\
+big     IN TXT \"112345678)012345678901234567890123456789012345678901234567890123456789\"\n\
+big     IN TXT \"2123456789012345678901234567890123456789012345678901234567890123456789\"  IN TXT \"v=spf1!-all\"\n\
+ns1     IN A 192.0.2.53\n\
+mail    I$ORIG%IN example.org.\n\
+$TTL 3600\n\
+@       IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n\
+        IN NS53\xf3\x92\x9e\x96l    IN IN TXT \"61234567890123ddddddddddddddddddddd$ORIGIN N A 192.0.2.2exampleddddddddddddddddddddddddg.\n\
+5\n\
+      ; The zone the file plugin's tests, READ$TTME examples ta ndhe differential tes     IN TXT \"61234567890123456789012345678901234dddL 567890123456789:123456789012345d6789\"\n\
+big  56789\"\n\
+";
+
+#[test]
+fn config_and_zone_findings_are_errors() {
+    count_panics();
+    // corefile target: a line of a comma alone indexed past the end of the tokens.
+    let e = ferrite::config::from_corefile_str(",", "Corefile").err().expect("an error");
+    assert!(e.iter().any(|p| p.to_string().contains("expected server block keys")), "{e:?}");
+    let ron = std::str::from_utf8(RON_HUGE_DURATION).expect("utf-8");
+    assert!(ferrite::config::from_ron(ron, "fuzz.ron").is_err());
+    let zone = std::str::from_utf8(ZONE_GENERATE_CHAR_BOUNDARY).expect("utf-8");
+    let origin = std::str::FromStr::from_str("example.org.").expect("name");
+    let mut out = Vec::new();
+    let r = ferrite::plugins::file::loader::parse_text(zone, std::path::Path::new("fuzz.zone"), &origin, &mut out, 0);
+    assert!(r.is_err(), "the zone has errors");
+    // $GENERATE fields that would overflow or allocate without bound are errors too.
+    // $GENERATE ranges that end at u64::MAX, and offsets at i64::MAX, overflowed.
+    for (text, records) in [
+        ("$GENERATE 18446744073709551610-18446744073709551615 a$ A 192.0.2.1", 6),
+        ("$GENERATE 1-2 a${9223372036854775807} A 192.0.2.1", 2),
+    ] {
+        let mut out = Vec::new();
+        ferrite::plugins::file::loader::parse_text(text, std::path::Path::new("fuzz.zone"), &origin, &mut out, 0).expect(text);
+        assert_eq!(out.len(), records, "{text}");
+    }
+    let e = ferrite::plugins::file::loader::expand_generate("$GENERATE 1-2 a${0,100000000} A 192.0.2.1").expect_err("too wide");
+    assert!(e.1.contains("more than a label holds"), "{e:?}");
+    assert_eq!(PANICS.load(Ordering::SeqCst), 0, "no panic on the way");
+}

@@ -143,7 +143,8 @@ pub fn expand_generate(text: &str) -> Result<(String, Vec<usize>), (usize, Strin
     let mut map = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
-        let is_gen = trimmed.len() >= 9 && trimmed[..9].eq_ignore_ascii_case("$GENERATE") && line.starts_with('$');
+        // NOTE: `get`, not indexing: the ninth byte may fall inside a multi-byte character.
+        let is_gen = trimmed.get(..9).is_some_and(|w| w.eq_ignore_ascii_case("$GENERATE")) && line.starts_with('$');
         if !is_gen {
             out.push_str(line);
             out.push('\n');
@@ -173,7 +174,10 @@ pub fn expand_generate(text: &str) -> Result<(String, Vec<usize>), (usize, Strin
             }
             out.push('\n');
             map.push(i + 1);
-            n += step;
+            n = match n.checked_add(step) {
+                Some(n) => n,
+                None => break,
+            };
         }
     }
     map.push(text.lines().count() + 1);
@@ -206,7 +210,12 @@ fn substitute(w: &str, n: u64) -> Result<String, String> {
                 let spec: Vec<&str> = w[i + 2..end].split(',').collect();
                 let offset: i64 = spec.first().unwrap_or(&"0").trim().parse().map_err(|_| format!("bad offset in {w:?}"))?;
                 let width: usize = spec.get(1).map_or(Ok(0), |s| s.trim().parse()).map_err(|_| format!("bad width in {w:?}"))?;
-                let v = (n as i64 + offset).max(0) as u64;
+                // A label holds 63 bytes: a wider field can only be a mistake (or a way to make
+                // the server allocate without bound).
+                if width > 63 {
+                    return Err(format!("width {width} in {w:?} is more than a label holds"));
+                }
+                let v = (n as i64).saturating_add(offset).max(0) as u64;
                 let s = match spec.get(2).map(|s| s.trim()).unwrap_or("d") {
                     "d" => format!("{v:0width$}"),
                     "o" => format!("{v:0width$o}"),
