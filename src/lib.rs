@@ -7,6 +7,7 @@
 pub mod cidr;
 pub mod cli;
 pub mod compress;
+pub mod cookie;
 pub mod config;
 #[cfg(feature = "http")]
 pub mod http;

@@ -139,6 +139,12 @@ pub struct Request {
     pub metadata: Metadata,
     /// The view of the server block that took the query (`view` plugin); empty without one.
     pub view: Arc<str>,
+    /// What the query's DNS cookie proved, set when the query is routed (before any plugin
+    /// runs): `Valid` means the client has shown it receives replies at its address.
+    pub cookie: crate::cookie::CookieState,
+    /// The COOKIE option the reply carries (client cookie and our server cookie), set with
+    /// `cookie`.
+    pub cookie_reply: Option<[u8; crate::cookie::REPLY_LEN]>,
 }
 
 impl Request {
@@ -182,6 +188,8 @@ impl Request {
             plugin: "",
             metadata: Metadata::default(),
             view: Arc::from(""),
+            cookie: crate::cookie::CookieState::None,
+            cookie_reply: None,
         }
     }
 }
@@ -191,6 +199,7 @@ impl Request {
 /// one without a class IN. For plugins that build records from text at run time (template).
 pub fn parse_rr(text: &str, default_ttl: u32) -> Result<Rr, String> {
     use domain::zonefile::inplace::{Entry, Zonefile};
+    unclosed_paren(text).map_err(|line| format!("{line}: '(' is never closed"))?;
     // NOTE: allow_invalid only lifts the one-class-per-file rule, which the default class
     // would otherwise impose on a record of class CH.
     let mut z = Zonefile::new().allow_invalid();
@@ -203,6 +212,47 @@ pub fn parse_rr(text: &str, default_ttl: u32) -> Result<Rr, String> {
         Ok(Some(Entry::Record(r))) => Ok(r.flatten_into()),
         Ok(_) => Err("not a record".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The line of an opening parenthesis that zone-file text never closes, outside quotes and
+/// comments. domain 0.12's zone file scanner panics (an index out of bounds) on a character
+/// string that runs to the end of the text inside parentheses, as in `x. TXT ( a`; text that
+/// a query name can shape (template's `{{ .Name }}`, which does not escape `(`) or a zone file
+/// must be checked before it gets there.
+pub fn unclosed_paren(text: &str) -> Result<(), usize> {
+    let (mut line, mut open_line, mut depth) = (1, 0, 0u32);
+    let (mut quoted, mut comment, mut escaped) = (false, false, false);
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+            comment = false;
+        }
+        if comment {
+            continue;
+        }
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => comment = true,
+            '(' if !quoted => {
+                if depth == 0 {
+                    open_line = line;
+                }
+                depth += 1;
+            }
+            ')' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if depth > 0 {
+        Err(open_line)
+    } else {
+        Ok(())
     }
 }
 
@@ -418,13 +468,45 @@ pub fn parse_options(mut data: &[u8]) -> Option<Vec<EdnsOption>> {
     Some(out)
 }
 
-/// Why a packet did not become a [`Request`].
+/// Why a packet did not become a [`Request`] for the chain.
 #[derive(Debug)]
 pub enum Rejected {
     /// No reply at all: too short for a header, or a response (QR=1).
     Drop,
     /// Answer at once with this message (FORMERR, NOTIMP, BADVERS).
     Reply(Vec<u8>),
+    /// A query with no question and a COOKIE option (RFC 7873 §5.4): the client asks only for a
+    /// server cookie. The request carries the root name and the client's EDNS, for routing to
+    /// the block whose secret answers it.
+    CookieOnly(Box<Request>),
+}
+
+/// An error reply made before a query reaches any chain: the client's ID, opcode and RD, the
+/// question if there was one, and an OPT record if the query had a well-formed one (RFC 6891 §7).
+fn early_reply(header: &Header, rcode: OptRcode, question: Option<&Question<Name<Bytes>>>, edns: Option<&Edns>) -> Vec<u8> {
+    let mut h = Header::new();
+    h.set_id(header.id());
+    h.set_qr(true);
+    h.set_opcode(header.opcode());
+    h.set_rd(header.rd());
+    let r = Reply {
+        header: h,
+        rcode,
+        question: question.cloned(),
+        answer: vec![],
+        authority: vec![],
+        additional: vec![],
+        edns: edns.map(|e| Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: e.dnssec_ok, options: vec![] }),
+        plugin: "",
+    };
+    r.to_wire(512)
+}
+
+/// Reads the OPT record of a message whose other parts may not be for us to parse (an unknown
+/// opcode's), for echoing EDNS in the reply; `None` on any doubt.
+fn find_opt(msg: &Message<Bytes>) -> Option<Edns> {
+    let opt = msg.opt()?;
+    Some(Edns { udp_size: opt.udp_payload_size(), version: opt.version(), dnssec_ok: opt.dnssec_ok(), options: vec![] })
 }
 
 /// Parses and checks one query. Everything a plugin can rely on is checked here.
@@ -441,51 +523,36 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
     }
     let msg = Message::from_octets(wire.clone()).map_err(|_| Rejected::Drop)?;
     let counts = msg.header_counts();
-    let err = |rcode: Rcode, q: Option<&Question<Name<Bytes>>>| {
-        let mut h = Header::new();
-        h.set_id(header.id());
-        h.set_qr(true);
-        h.set_opcode(header.opcode());
-        h.set_rd(header.rd());
-        let r = Reply {
-            header: h,
-            rcode: rcode.into(),
-            question: q.cloned(),
-            answer: vec![],
-            authority: vec![],
-            additional: vec![],
-            edns: None,
-            plugin: "",
-        };
-        Rejected::Reply(r.to_wire(512))
-    };
+    let err = |rcode: Rcode, q: Option<&Question<Name<Bytes>>>, e: Option<&Edns>| Rejected::Reply(early_reply(&header, rcode.into(), q, e));
     // Parse the question first so error replies can echo it.
     let mut qs = msg.question();
     let question = match qs.next() {
         Some(Ok(q)) => Some(Question::new(q.qname().to_name::<Bytes>(), q.qtype(), q.qclass())),
-        Some(Err(_)) => return Err(err(Rcode::FORMERR, None)),
+        Some(Err(_)) => return Err(err(Rcode::FORMERR, None, None)),
         None => None,
     };
     if header.opcode() != Opcode::QUERY {
-        // RFC 1035 §4.1.1: opcodes we do not implement get NOTIMP.
-        return Err(err(Rcode::NOTIMP, question.as_ref()));
+        // RFC 1035 §4.1.1: opcodes we do not implement get NOTIMP (RFC 8906 §3.1.4), with
+        // EDNS if the query had it.
+        return Err(err(Rcode::NOTIMP, question.as_ref(), find_opt(&msg).as_ref()));
     }
-    // RFC 9619: exactly one question.
-    let Some(question) = question.filter(|_| counts.qdcount() == 1) else {
-        return Err(err(Rcode::FORMERR, None));
-    };
+    // RFC 9619: at most one question (none only for a cookie query, below).
+    if counts.qdcount() > 1 {
+        return Err(err(Rcode::FORMERR, None, find_opt(&msg).as_ref()));
+    }
     // Every record must parse; OPT may only appear once, in the additional section, at the root.
     let mut edns = None;
     let mut section = match qs.answer() {
         Ok(s) => s,
-        Err(_) => return Err(err(Rcode::FORMERR, Some(&question))),
+        Err(_) => return Err(err(Rcode::FORMERR, question.as_ref(), None)),
     };
     for i in 0..3 {
         for rec in &mut section {
-            let Ok(rec) = rec else { return Err(err(Rcode::FORMERR, Some(&question))) };
+            let Ok(rec) = rec else { return Err(err(Rcode::FORMERR, question.as_ref(), None)) };
             if rec.rtype() != Rtype::OPT {
                 continue;
             }
+            // RFC 6891 §6.1.1: more than one OPT, or one elsewhere, is FORMERR.
             let ok_place = i == 2 && edns.is_none() && rec.owner().is_root();
             let options = rec.to_record::<UnknownRecordData<Bytes>>().ok().flatten().and_then(|r| parse_options(r.data().data()));
             match (ok_place, options) {
@@ -498,13 +565,13 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
                         options,
                     });
                 }
-                _ => return Err(err(Rcode::FORMERR, Some(&question))),
+                _ => return Err(err(Rcode::FORMERR, question.as_ref(), None)),
             }
         }
         if i < 2 {
             section = match section.next_section() {
                 Ok(Some(s)) => s,
-                _ => return Err(err(Rcode::FORMERR, Some(&question))),
+                _ => return Err(err(Rcode::FORMERR, question.as_ref(), None)),
             };
         }
     }
@@ -518,7 +585,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
             let r = Reply {
                 header: h,
                 rcode: OptRcode::BADVERS,
-                question: Some(question),
+                question,
                 answer: vec![],
                 authority: vec![],
                 additional: vec![],
@@ -528,7 +595,20 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
             return Err(Rejected::Reply(r.to_wire(512)));
         }
     }
-    Ok(Request {
+    let cookie = edns.as_ref().and_then(|e| e.option(opt_code::COOKIE));
+    // RFC 7873 §5.2.2: a COOKIE option of a length that cannot hold a client cookie (and a
+    // server cookie of 8 to 32 bytes) is FORMERR.
+    if cookie.is_some_and(|c| crate::cookie::split(&c.data).is_none()) {
+        return Err(err(Rcode::FORMERR, question.as_ref(), edns.as_ref()));
+    }
+    let has_cookie = cookie.is_some();
+    let question = match question {
+        Some(q) => q,
+        None if has_cookie => Question::new(Name::root_bytes(), Rtype::NULL, Class::IN),
+        // RFC 9619: exactly one question.
+        None => return Err(err(Rcode::FORMERR, None, edns.as_ref())),
+    };
+    let req = Request {
         header,
         qname: question.qname().clone(),
         qtype: question.qtype(),
@@ -543,7 +623,13 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         plugin: "",
         metadata: Metadata::default(),
         view: no_server(),
-    })
+        cookie: crate::cookie::CookieState::None,
+        cookie_reply: None,
+    };
+    if counts.qdcount() == 0 {
+        return Err(Rejected::CookieOnly(Box::new(req)));
+    }
+    Ok(req)
 }
 
 /// The empty server and view labels of a request not yet routed; shared so parsing allocates no
@@ -554,7 +640,9 @@ fn no_server() -> Arc<str> {
 }
 
 /// Fills in what every reply gets at the edge: QR, the client's ID, and the OPT record
-/// (RFC 6891 §7: a reply carries OPT only if the query did; DO is echoed, unknown flags cleared).
+/// (RFC 6891 §7: a reply carries OPT only if the query did; DO is echoed, unknown flags cleared)
+/// with our COOKIE option when the query had one (RFC 7873 §5.2); a COOKIE option a plugin copied
+/// from elsewhere (an upstream's) never reaches the client.
 pub fn finish_reply(req: &Request, reply: &mut Reply) {
     reply.header.set_id(req.header.id());
     reply.header.set_qr(true);
@@ -567,6 +655,12 @@ pub fn finish_reply(req: &Request, reply: &mut Reply) {
         }
         (Some(q), e @ None) => {
             *e = Some(Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: q.dnssec_ok, options: vec![] })
+        }
+    }
+    if let Some(e) = &mut reply.edns {
+        e.options.retain(|o| o.code != opt_code::COOKIE);
+        if let Some(c) = &req.cookie_reply {
+            e.options.push(EdnsOption { code: opt_code::COOKIE, data: Bytes::copy_from_slice(c) });
         }
     }
 }
@@ -627,6 +721,20 @@ mod tests {
         m.set("a/empty", "");
         assert_eq!((m.get("a/b"), m.get("a/empty"), m.get("x/y")), (Some("2"), None, None));
         assert_eq!(m.iter().count(), 2);
+    }
+
+    /// Found by fuzzing (fuzz/ chain target, through template's `{{ .Name }}` with a query
+    /// name that begins with `(`): domain's scanner panicked on an unclosed parenthesis.
+    #[test]
+    fn an_unclosed_parenthesis_is_an_error_not_a_panic() {
+        for t in ["(x. 60 IN TXT TXT", "x. 60 IN TXT ( TXT", "x. 60 IN TXT (TXT", "x. 60 IN TXT ( a\n b"] {
+            let e = parse_rr(t, 60).expect_err(t);
+            assert!(e.contains("never closed"), "{t}: {e}");
+        }
+        for t in ["x. 60 IN TXT ( a b )", "x. 60 IN TXT \"(\"", "x. 60 IN TXT \\( ; (", "x. 60 IN TXT a ; ( comment"] {
+            assert!(parse_rr(t, 60).is_ok(), "{t}");
+        }
+        assert_eq!(unclosed_paren("a\nb (\n(c)"), Err(2));
     }
 
     #[test]

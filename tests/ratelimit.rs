@@ -117,6 +117,53 @@ fn a_real_client_gets_its_answer_over_tcp_after_a_slip() {
     assert!(out.contains("192.0.2.1"), "{out}");
 }
 
+/// A query for `name` A with an EDNS COOKIE option holding `cookie` (client, or client and server).
+fn cookie_query(name: &str, id: u16, cookie: &[u8]) -> Vec<u8> {
+    let mut w = Q::new(name, Rtype::A).id(id).wire();
+    // ARCOUNT 1, then the OPT record: root owner, type 41, 1232 bytes, no flags, one option.
+    w[11] = 1;
+    w.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0]);
+    w.extend_from_slice(&((4 + cookie.len()) as u16).to_be_bytes());
+    w.extend_from_slice(&[0, 10]);
+    w.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    w.extend_from_slice(cookie);
+    w
+}
+
+/// The COOKIE option's data in a reply (client and server cookie), if there is one.
+fn reply_cookie(wire: &[u8]) -> Option<Vec<u8>> {
+    let at = wire.windows(4).position(|w| w == [0, 10, 0, 24])?;
+    wire.get(at + 4..at + 28).map(<[u8]>::to_vec)
+}
+
+#[test]
+fn a_client_with_a_valid_server_cookie_is_not_limited() {
+    let f = server("    ratelimit 1 {\n        window 10\n        slip 1\n    }\n");
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    let client = [1, 2, 3, 4, 5, 6, 7, 8];
+    let mut buf = [0u8; 4096];
+    let mut ask = |cookie: &[u8], id: u16| {
+        s.send_to(&cookie_query("www.example.test.", id, cookie), f.v4()).expect("send");
+        let n = s.recv(&mut buf).expect("a reply: slip 1 truncates every limited one");
+        let r = Reply::from_wire(&buf[..n]).expect("reply parses");
+        (r.header.tc(), reply_cookie(&buf[..n]))
+    };
+    // A client cookie alone proves nothing: after the first answer every reply is slipped,
+    // each with a fresh server cookie.
+    let (tc, _) = ask(&client, 1);
+    assert!(!tc, "the first query is within the rate");
+    let (tc, full) = ask(&client, 2);
+    assert!(tc, "the second is over the rate and slipped");
+    let full = full.expect("the slipped reply carries a server cookie");
+    assert_eq!(&full[..8], &client);
+    // Sending that server cookie back proves the address: never limited.
+    for id in 3..23 {
+        let (tc, _) = ask(&full, id);
+        assert!(!tc, "query {id} with a valid server cookie was limited");
+    }
+}
+
 #[test]
 fn exempt_clients_are_never_limited() {
     let f = server("    ratelimit 2 {\n        exempt 127.0.0.2/32\n        slip 0\n    }\n");

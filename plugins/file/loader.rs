@@ -45,6 +45,8 @@ pub fn parse_text(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mu
 fn scan(text: String, again: &dyn Fn() -> String, path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr), depth: usize) -> Result<(), String> {
     let mut z = {
         let text = if has_generate(&text) { expand_generate(&text).map_err(|(line, m)| format!("{}:{line}:1: {m}", path.display()))?.0 } else { text };
+        // NOTE: domain's scanner panics on some text left open in parentheses; refuse it first.
+        crate::message::unclosed_paren(&text).map_err(|line| format!("{}:{line}:1: '(' is never closed", path.display()))?;
         let mut z = Zonefile::with_capacity(text.len() + 1).allow_invalid();
         z.extend_from_slice(text.as_bytes());
         // A last line without a newline is still a line.
@@ -141,7 +143,8 @@ pub fn expand_generate(text: &str) -> Result<(String, Vec<usize>), (usize, Strin
     let mut map = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
-        let is_gen = trimmed.len() >= 9 && trimmed[..9].eq_ignore_ascii_case("$GENERATE") && line.starts_with('$');
+        // NOTE: `get`, not indexing: the ninth byte may fall inside a multi-byte character.
+        let is_gen = trimmed.get(..9).is_some_and(|w| w.eq_ignore_ascii_case("$GENERATE")) && line.starts_with('$');
         if !is_gen {
             out.push_str(line);
             out.push('\n');
@@ -171,7 +174,10 @@ pub fn expand_generate(text: &str) -> Result<(String, Vec<usize>), (usize, Strin
             }
             out.push('\n');
             map.push(i + 1);
-            n += step;
+            n = match n.checked_add(step) {
+                Some(n) => n,
+                None => break,
+            };
         }
     }
     map.push(text.lines().count() + 1);
@@ -204,7 +210,12 @@ fn substitute(w: &str, n: u64) -> Result<String, String> {
                 let spec: Vec<&str> = w[i + 2..end].split(',').collect();
                 let offset: i64 = spec.first().unwrap_or(&"0").trim().parse().map_err(|_| format!("bad offset in {w:?}"))?;
                 let width: usize = spec.get(1).map_or(Ok(0), |s| s.trim().parse()).map_err(|_| format!("bad width in {w:?}"))?;
-                let v = (n as i64 + offset).max(0) as u64;
+                // A label holds 63 bytes: a wider field can only be a mistake (or a way to make
+                // the server allocate without bound).
+                if width > 63 {
+                    return Err(format!("width {width} in {w:?} is more than a label holds"));
+                }
+                let v = (n as i64).saturating_add(offset).max(0) as u64;
                 let s = match spec.get(2).map(|s| s.trim()).unwrap_or("d") {
                     "d" => format!("{v:0width$}"),
                     "o" => format!("{v:0width$o}"),

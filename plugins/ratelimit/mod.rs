@@ -286,14 +286,15 @@ impl RateLimit {
         }
     }
 
-    /// True for a client that is never limited.
-    ///
-    /// NOTE: DNS cookies (RFC 7873 §5.3, RFC 9018): a query that carries a valid server cookie
-    /// comes from the address it claims, so it cannot be part of a reflection attack, and BIND
-    /// exempts such clients from RRL. When `Request` tells whether the query carried a valid
-    /// server cookie, return true for it here: that one check exempts the client from the
-    /// response limits and from `max_amplification`.
+    /// True for a query that is never limited: from an exempt network, or carrying a valid
+    /// server cookie (RFC 7873 §5.3, RFC 9018). A valid server cookie proves the client is at the
+    /// address it claims, so its replies cannot be reflected at a victim; BIND exempts such
+    /// clients from RRL too. This one check covers the response limits, the request limit and
+    /// `max_amplification`.
     fn exempt(&self, req: &Request) -> bool {
+        if req.cookie.is_valid() {
+            return true;
+        }
         let ip = client_ip(req);
         self.exempt.iter().any(|c| c.contains(ip))
     }

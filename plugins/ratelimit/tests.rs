@@ -202,6 +202,25 @@ fn tcp_and_exempt_clients_are_never_limited() {
 }
 
 #[test]
+fn clients_with_a_valid_server_cookie_are_never_limited() {
+    let (rl, _) = limiter("ratelimit 1 {\n    requests_per_second 1\n    slip 0\n}");
+    let next = answer();
+    let chain: Vec<Arc<dyn Plugin>> = vec![rl.clone(), next.clone()];
+    let with = |state: crate::cookie::CookieState| {
+        let mut req = query("a.example.org.", Rtype::A);
+        req.client = SocketAddr::new("192.0.2.77".parse().expect("address"), 5300);
+        req.proto = Proto::Udp;
+        req.cookie = state;
+        !matches!(serve(&chain, &mut req), Err(e) if e.drop)
+    };
+    assert!((0..20).all(|_| with(crate::cookie::CookieState::Valid)), "a valid server cookie exempts");
+    // Without one (or with a bad one, or only a client cookie) the same client is limited.
+    let others = [crate::cookie::CookieState::None, crate::cookie::CookieState::ClientOnly, crate::cookie::CookieState::Bad];
+    let sent = (0..20).filter(|i| with(others[i % 3])).count();
+    assert_eq!(sent, 1, "one query a second without a valid server cookie");
+}
+
+#[test]
 fn requests_over_their_rate_never_reach_next() {
     let (rl, ms) = limiter("ratelimit {\n    requests_per_second 3\n    window 1\n}");
     let rec = record_calls();

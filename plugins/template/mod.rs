@@ -266,6 +266,23 @@ impl TemplatePlugin {
     }
 }
 
+/// The name as CoreDNS's `{{ .Name }}` (Go's miekg/dns) writes it: besides the space, dot and
+/// backslash that every presentation escapes, `(`, `)`, `;`, `"`, `@` and `'` get a backslash,
+/// so that record text made from a query name reads back as that name.
+fn zone_escaped(name: String) -> String {
+    if !name.contains(['(', ')', ';', '"', '@', '\'']) {
+        return name;
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        if matches!(c, '(' | ')' | ';' | '"' | '@' | '\'') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The query as Go's `dns.Msg.String()` begins, for `{{ .Message }}`.
 fn message_text(req: &Request) -> String {
     let h = &req.header;
@@ -296,7 +313,7 @@ impl Plugin for TemplatePlugin {
     }
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
-        let name = req.name_lower();
+        let name = zone_escaped(req.name_lower());
         let Some(zone) = matched_zone(&self.zones, &name) else { return next.serve(req) };
         // ANY on either side matches every class or type.
         if self.class != Class::ANY && req.qclass != Class::ANY && req.qclass != self.class {

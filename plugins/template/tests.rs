@@ -284,3 +284,16 @@ fn meta_reads_the_request_metadata() {
     let reply = serve(&c, &mut req).expect("answers");
     assert_eq!(reply.answer[0].to_string(), "a.example. 5 IN TXT \"VRF1\"");
 }
+
+/// Query names with characters that zone-file text gives a meaning (`(` opens a group, `;` a
+/// comment, `"` a string) read back as themselves, as in CoreDNS.
+#[test]
+fn names_with_zone_file_specials_are_escaped() {
+    let c = chain("template IN TXT example {\n    answer \"{{ .Name }} 60 IN TXT ok\"\n}", &["."]);
+    for qname in ["(a.example.", "a;b.example.", "a\"b.example.", "a)@'.example."] {
+        let mut req = query(qname, Rtype::TXT);
+        let reply = serve(&c, &mut req).unwrap_or_else(|e| panic!("{qname}: {e}"));
+        assert_eq!(reply.answer.len(), 1, "{qname}");
+        assert_eq!(reply.answer[0].owner(), &req.qname, "{qname}");
+    }
+}

@@ -152,6 +152,7 @@ impl Parser {
         while i < tokens.len() {
             // Keys: the words of one line (and following lines while a key ends with a comma).
             let first = &tokens[i];
+            let start = i;
             let mut keys = Vec::new();
             let mut line_id = first.line_id;
             while i < tokens.len() && tokens[i].line_id == line_id && !is_open(&tokens[i]) {
@@ -170,7 +171,8 @@ impl Parser {
                 }
             }
             if keys.is_empty() {
-                return Err(tokens[i].err("expected server block keys before '{'"));
+                // NOTE: the token at `i` may be past the end (a line of commas alone).
+                return Err(tokens.get(i).unwrap_or(&tokens[start]).err("expected server block keys before '{'"));
             }
             let directives = if i < tokens.len() && is_open(&tokens[i]) {
                 let open = i;

@@ -181,7 +181,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += Duration::from_secs_f64(value * unit);
+        // `try_`/`checked_`: `1e300h` is text, not a reason to panic.
+        total = total.checked_add(Duration::try_from_secs_f64(value * unit).ok()?)?;
     }
     Some(total)
 }
@@ -193,6 +194,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        // Found by fuzzing (fuzz/ ron target): these panicked in Duration's constructors.
+        for huge in ["1e300s", "99999999999999999999999h", "18446744073709551615s18446744073709551615s"] {
+            assert_eq!(parse_duration(huge), None, "{huge}");
+        }
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use domain::base::iana::Rcode;
+use domain::base::iana::{OptRcode, Rcode};
 use domain::base::name::Name;
 use futures_util::FutureExt;
 
+use crate::cookie::{CookieState, Cookies};
+use crate::message::opt_code::COOKIE;
 use crate::message::{finish_reply, parse_query, Proto, Rejected, Reply, Request};
 use crate::plugin::{Collector, Filter, Next, Plugin};
 
@@ -31,10 +33,13 @@ pub struct Chain {
     pub metrics: Option<crate::metrics::ChainMetrics>,
     /// Set when the block has `debug`: a log line per query.
     pub debug: bool,
+    /// The block's DNS cookie secret and policy (`cookie`; a per-process secret without it).
+    pub cookies: Cookies,
 }
 
 impl Chain {
-    /// Marks `req` as taken by this block: its zone, server and view.
+    /// Marks `req` as taken by this block: its zone, server and view, and what its DNS cookie
+    /// proves under this block's secret.
     pub fn accept(&self, req: &mut Request) {
         req.zone = self.zone.clone();
         req.server = self.server.clone();
@@ -42,11 +47,42 @@ impl Chain {
         if !self.view.is_empty() {
             req.metadata.set("view/name", &*self.view);
         }
+        let option = req.edns.as_ref().and_then(|e| e.option(COOKIE));
+        if let Some(o) = option {
+            let (state, out) = self.cookies.check(&o.data, req.client.ip(), crate::cookie::now());
+            req.cookie = state;
+            req.cookie_reply = Some(out);
+        }
+    }
+
+    /// RFC 7873 §5.2.3 and §5.4: with `cookie { require }`, a UDP query from a client that
+    /// does cookies but sent no valid server cookie is answered BADCOOKIE, with a fresh server
+    /// cookie to retry with; the chain does not run.
+    fn bad_cookie(&self, req: &Request) -> Option<Reply> {
+        let refuse = self.cookies.require
+            && req.proto == Proto::Udp
+            && matches!(req.cookie, CookieState::ClientOnly | CookieState::Bad);
+        refuse.then(|| {
+            let mut r = Reply::for_request(req);
+            r.rcode = OptRcode::BADCOOKIE;
+            r.plugin = "cookie";
+            r
+        })
     }
 
     /// A chain that takes every query routed to its zone.
     pub fn new(zone: Name<Bytes>, server: Arc<str>, plugins: Vec<Arc<dyn Plugin>>) -> Chain {
-        Chain { zone, server, plugins, collectors: Vec::new(), filters: Vec::new(), view: Arc::from(""), metrics: None, debug: false }
+        Chain {
+            zone,
+            server,
+            plugins,
+            collectors: Vec::new(),
+            filters: Vec::new(),
+            view: Arc::from(""),
+            metrics: None,
+            debug: false,
+            cookies: Cookies::default(),
+        }
     }
 
     /// Runs the chain. Errors become a reply with their rcode, a dropped query no reply (`None`);
@@ -145,6 +181,7 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         Ok(r) => r,
         Err(Rejected::Drop) => return Outcome::Drop,
         Err(Rejected::Reply(b)) => return Outcome::Reply(b),
+        Err(Rejected::CookieOnly(req)) => return Outcome::Reply(cookie_only(*req, router)),
     };
     let Some(chain) = router.route(&mut req) else {
         let mut reply = Reply::error(&req, Rcode::REFUSED);
@@ -152,6 +189,14 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         return Outcome::Reply(reply.to_wire(req.max_reply_size()));
     };
     chain.accept(&mut req);
+    if let Some(mut reply) = chain.bad_cookie(&req) {
+        finish_reply(&req, &mut reply);
+        let wire = reply.to_wire(req.max_reply_size());
+        if let Some(m) = &chain.metrics {
+            m.record(&req, &reply, wire.len());
+        }
+        return Outcome::Reply(wire);
+    }
     let chain = chain.clone();
     let mut fut = Box::pin(async move {
         let mut reply = chain.serve(&mut req).await?;
@@ -174,6 +219,20 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         Poll::Ready(None) => Outcome::Drop,
         Poll::Pending => Outcome::Pending(fut),
     }
+}
+
+/// RFC 7873 §5.4: a query without a question but with a COOKIE option asks for a server
+/// cookie alone. It gets NOERROR, no question, and the client cookie with a server cookie made
+/// with the secret of the block that serves the root zone (or the per-process one).
+fn cookie_only(mut req: Request, router: &Router) -> Vec<u8> {
+    match router.route(&mut req) {
+        Some(chain) => chain.accept(&mut req),
+        None => Chain::new(Name::root_bytes(), Arc::from(""), Vec::new()).accept(&mut req),
+    }
+    let mut reply = Reply::for_request(&req);
+    reply.question = None;
+    finish_reply(&req, &mut reply);
+    reply.to_wire(req.max_reply_size())
 }
 
 #[cfg(test)]
@@ -333,5 +392,74 @@ mod tests {
         let mut r = Router::default();
         r.insert(Name::root_bytes(), viewed("a", Some(starts("a")))).expect("view");
         assert_eq!(answer(&r, "z.example.").rcode, domain::base::iana::OptRcode::REFUSED);
+    }
+
+    /// Reports the cookie state it sees in a TXT record.
+    struct SeesCookie;
+
+    impl Plugin for SeesCookie {
+        fn name(&self) -> &'static str {
+            "sees"
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            let mut r = Reply::for_request(req);
+            r.answer.push(crate::testing::rr(&format!("{} 0 IN TXT {:?}", req.qname, req.cookie)));
+            Box::pin(std::future::ready(Ok(r)))
+        }
+    }
+
+    fn with_cookie(cookie: Option<&[u8]>) -> Bytes {
+        let mut b = MessageBuilder::new_vec();
+        b.header_mut().set_id(9);
+        let mut q = b.question();
+        q.push((&name("c.example."), Rtype::A, Class::IN)).expect("fits");
+        let mut a = q.additional();
+        a.opt(|o| {
+            if let Some(c) = cookie {
+                o.push_raw_option(domain::base::iana::OptionCode::COOKIE, c.len() as u16, |t| octseq::builder::OctetsBuilder::append_slice(t, c))?;
+            }
+            Ok(())
+        })
+        .expect("fits");
+        Bytes::from(a.finish())
+    }
+
+    #[test]
+    fn plugins_see_what_the_cookie_proved_and_require_stops_the_chain() {
+        let client: SocketAddr = "192.0.2.9:5300".parse().expect("addr");
+        let run = |router: &Router, cookie: Option<&[u8]>| -> Reply {
+            match handle(with_cookie(cookie), client, Proto::Udp, router) {
+                Outcome::Reply(b) => Reply::from_wire(&b).expect("parses"),
+                _ => panic!("an immediate reply"),
+            }
+        };
+        let seen = |r: &Reply| r.answer.first().map(|a| a.data().to_string()).unwrap_or_default();
+        let mut open = Chain::new(Name::root_bytes(), Arc::from("dns://:53"), vec![Arc::new(SeesCookie)]);
+        open.cookies = Cookies { secret: crate::cookie::Secret::new([7; 16]), require: false };
+        let mut required = Chain::new(Name::root_bytes(), Arc::from("dns://:53"), vec![Arc::new(SeesCookie)]);
+        required.cookies = Cookies { require: true, ..open.cookies.clone() };
+        let mut r_open = Router::default();
+        r_open.insert(Name::root_bytes(), Arc::new(open)).expect("new");
+        let mut r_req = Router::default();
+        r_req.insert(Name::root_bytes(), Arc::new(required)).expect("new");
+
+        assert_eq!(seen(&run(&r_open, None)), "\"None\"");
+        let first = run(&r_open, Some(&[1; 8]));
+        assert_eq!(seen(&first), "\"ClientOnly\"");
+        let cookie = first.edns.as_ref().and_then(|e| e.option(COOKIE)).expect("cookie").data.clone();
+        assert_eq!(cookie.len(), 24);
+        assert_eq!(seen(&run(&r_open, Some(&cookie))), "\"Valid\"");
+        let mut bad = cookie.to_vec();
+        bad[20] ^= 1;
+        assert_eq!(seen(&run(&r_open, Some(&bad))), "\"Bad\"");
+        // With require the chain never runs for a client-only or bad cookie.
+        for c in [&[1u8; 8][..], &bad] {
+            let r = run(&r_req, Some(c));
+            assert_eq!(r.rcode, OptRcode::BADCOOKIE);
+            assert!(r.answer.is_empty());
+        }
+        assert_eq!(seen(&run(&r_req, Some(&cookie))), "\"Valid\"");
+        assert_eq!(seen(&run(&r_req, None)), "\"None\"", "no cookie, no demand");
     }
 }

@@ -11,6 +11,7 @@
 //! started; addresses no longer configured are stopped.
 
 pub mod chain;
+pub mod framing;
 pub mod options;
 pub(crate) mod overload;
 pub mod setup;

@@ -41,6 +41,8 @@ pub struct ServerOptions {
     pub reload: Option<(Duration, Duration)>,
     /// `debug`: debug logging, and a line per query of this block.
     pub debug: bool,
+    /// `cookie`: the block's DNS cookie secret and policy; `None` is the per-process secret.
+    pub cookies: Option<crate::cookie::Cookies>,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +61,7 @@ impl Default for ServerOptions {
             metrics: None,
             reload: None,
             debug: false,
+            cookies: None,
         }
     }
 }

@@ -164,6 +164,7 @@ pub fn build(config: &Config, dns_port: u16) -> Result<Plan, Vec<Problem>> {
                 view: parts.view.clone(),
                 metrics: None,
                 debug: options.debug,
+                cookies: options.cookies.clone().unwrap_or_default(),
             };
             if options.metrics.is_some() {
                 let zone = key.zone.fmt_with_dot().to_string();

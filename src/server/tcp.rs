@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -94,13 +94,8 @@ async fn connection(
     let mut partial_since: Option<Instant> = None;
     loop {
         // Answer every complete query in the buffer, up to MAX_PIPELINED waiting at once.
-        while reading && buf.len() >= 2 && pending.len() < MAX_PIPELINED {
-            let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
-            if buf.len() < 2 + len {
-                break;
-            }
-            buf.advance(2);
-            let wire = buf.split_to(len).freeze();
+        while reading && pending.len() < MAX_PIPELINED {
+            let Some(wire) = super::framing::next_frame(&mut buf) else { break };
             // The next message's clock starts with its first byte (below), not this one's.
             partial_since = None;
             queries += 1;
