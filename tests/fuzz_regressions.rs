@@ -1,5 +1,7 @@
 //! Inputs the fuzz targets (fuzz/) found to crash, kept as regression tests in the normal suite:
 //! each goes through the same path as its target, and nothing may panic.
+// The findings went through the template and file plugins; without them there is nothing to replay.
+#![cfg(all(feature = "plugin-template", feature = "plugin-file"))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
