@@ -43,6 +43,8 @@ pub struct Options {
     /// Addresses of this server, for the NS records of the zone (CoreDNS's `localIPs`).
     pub local_ips: Vec<IpAddr>,
     pub startup_timeout: Duration,
+    /// The host's resolv.conf search list, after the cluster's own in autopath's search path.
+    pub autopath_search: Vec<String>,
 }
 
 /// State shared between the handler and the watchers.
@@ -269,7 +271,7 @@ impl Kubernetes {
         match self.opts.pods {
             PodMode::Insecure => Ok(vec![hit]),
             _ => {
-                if store.pod_namespaces(&ip).iter().any(|ns| matches(r.namespace, ns)) {
+                if store.pod_namespaces(&ip).iter().any(|(ns, _)| matches(r.namespace, ns)) {
                     Ok(vec![hit])
                 } else {
                     Err(NameError)
@@ -644,6 +646,126 @@ impl Plugin for Kubernetes {
                 Ok(reply)
             }),
         }
+    }
+}
+
+/// `autopath @kubernetes` (CoreDNS's `AutoPath`): the search path of the running pod that sent
+/// the query, found by its address (`pods verified` keeps the index), as kubelet writes it into
+/// the pod's resolv.conf: `NS.svc.ZONE`, `svc.ZONE`, `ZONE`, then the host's search list, then
+/// the name as asked.
+impl crate::plugin::AutoPath for Kubernetes {
+    fn search_path(&self, req: &Request) -> Option<Vec<String>> {
+        if self.opts.pods != PodMode::Verified {
+            return None;
+        }
+        let lower = req.name_lower();
+        let zone = &self.opts.zones[self.zone_of(&lower)?];
+        let ip = req.client.ip().to_canonical();
+        let ns = {
+            let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+            store.pod_namespaces(&ip).iter().find(|(_, running)| *running)?.0.clone()
+        };
+        let mut search = Vec::with_capacity(4 + self.opts.autopath_search.len());
+        if zone == "." {
+            search.extend([format!("{ns}.svc."), "svc.".to_string(), ".".to_string()]);
+        } else {
+            search.extend([format!("{ns}.svc.{zone}"), format!("svc.{zone}"), zone.clone()]);
+        }
+        search.extend(self.opts.autopath_search.iter().cloned());
+        search.push(String::new());
+        Some(search)
+    }
+}
+
+/// `k8s_external` (CoreDNS's `External`, `ExternalAddress`, `ExternalSerial`, `ExternalReverse`).
+impl crate::plugin::External for Kubernetes {
+    fn external(&self, base: &str, headless: bool) -> Result<Vec<crate::plugin::ExternalHit>, ()> {
+        use crate::plugin::ExternalHit;
+        let segs: Vec<&str> = base.split('.').filter(|s| !s.is_empty()).collect();
+        let Some((&namespace, rest)) = segs.split_last() else { return Err(()) };
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        if !self.namespace_exposed(&store, namespace) {
+            return Err(());
+        }
+        let Some((&service, rest)) = rest.split_last() else { return Ok(Vec::new()) };
+        let strip = |s: &'_ str| s.strip_prefix('_').unwrap_or(s).to_string();
+        let (endpoint, port, protocol) = match rest {
+            [] => (String::new(), String::new(), String::new()),
+            [e] => (strip(e), String::new(), String::new()),
+            [p, pr] => (String::new(), strip(p), strip(pr)),
+            _ => return Err(()),
+        };
+        let k = key(service, namespace);
+        let Some(svc) = store.service_by_key(&k) else { return Err(()) };
+        let sentinel = [Port::new("", "", -1)];
+        let mut hits = Vec::new();
+        let mut found = false;
+        if headless && svc.external_ips.is_empty() && (svc.headless || !endpoint.is_empty()) {
+            for slice in store.slices(&k) {
+                let ports = if slice.ports.is_empty() { &sentinel[..] } else { &slice.ports[..] };
+                for a in &slice.addrs {
+                    let host = endpoint_hostname(a, self.opts.endpoint_pod_names);
+                    if !matches(&endpoint, &host) {
+                        continue;
+                    }
+                    for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, &p.protocol)) {
+                        found = true;
+                        hits.push(ExternalHit { ip: a.ip, port: p.port, target: format!("{host}.{service}.{namespace}") });
+                    }
+                }
+            }
+        } else {
+            let ports = if svc.ports.is_empty() { &sentinel[..] } else { &svc.ports[..] };
+            for ip in &svc.external_ips {
+                for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, &p.protocol)) {
+                    found = true;
+                    hits.push(ExternalHit { ip: *ip, port: p.port, target: format!("{service}.{namespace}") });
+                }
+            }
+        }
+        if found {
+            Ok(hits)
+        } else {
+            Err(())
+        }
+    }
+
+    fn external_reverse(&self, ip: IpAddr) -> Vec<String> {
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        store
+            .external_services_for_ip(&ip)
+            .iter()
+            .filter(|sk| self.configured_namespace(sk.rsplit('.').next().unwrap_or("")))
+            .map(|sk| sk.to_string())
+            .collect()
+    }
+
+    fn external_ns_addrs(&self) -> Vec<IpAddr> {
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for ip in &self.opts.local_ips {
+            for sk in store.endpoint_services_for_ip(ip) {
+                if let Some(svc) = store.service_by_key(sk) {
+                    for ip in &svc.external_ips {
+                        if !out.contains(ip) {
+                            out.push(*ip);
+                        }
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            out = self.opts.local_ips.clone();
+        }
+        out
+    }
+
+    fn external_serial(&self) -> u32 {
+        self.shared.store.read().unwrap_or_else(|e| e.into_inner()).modified
+    }
+
+    fn external_ready(&self) -> bool {
+        self.shared.synced() || self.shared.started.elapsed() >= self.opts.startup_timeout
     }
 }
 

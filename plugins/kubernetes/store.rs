@@ -32,6 +32,8 @@ pub struct Service {
     /// `spec.externalName` of a Service of type ExternalName.
     pub external_name: Option<Box<str>>,
     pub ports: Vec<Port>,
+    /// `spec.externalIPs` and the `status.loadBalancer.ingress` IPs, for `k8s_external`.
+    pub external_ips: Vec<IpAddr>,
 }
 
 /// One ready address of an EndpointSlice.
@@ -61,11 +63,14 @@ pub struct Store {
     /// `slice.namespace` → `service.namespace`, to find a slice when it is deleted or moved.
     slice_owner: HashMap<Box<str>, Box<str>>,
     namespaces: HashSet<Box<str>>,
-    /// `pod.namespace` → IP; and the reverse index IP → namespaces (`pods verified`).
+    /// `pod.namespace` → IP; and the reverse index IP → namespaces (`pods verified`), each
+    /// with whether the pod is running (autopath completes only a running pod's queries).
     pods: HashMap<Box<str>, IpAddr>,
-    pod_ips: HashMap<IpAddr, Vec<Box<str>>>,
+    pod_ips: HashMap<IpAddr, Vec<(Box<str>, bool)>>,
     /// ClusterIP → `service.namespace`.
     service_ips: HashMap<IpAddr, Box<str>>,
+    /// External address → `service.namespace` of the services that have it.
+    external_ips: HashMap<IpAddr, Vec<Box<str>>>,
     /// Endpoint IP → `service.namespace` of the slices that hold it.
     endpoint_ips: HashMap<IpAddr, Vec<Box<str>>>,
     /// Unix time of the last change: the SOA serial.
@@ -117,8 +122,14 @@ impl Store {
         self.namespaces.contains(ns)
     }
 
-    pub fn pod_namespaces(&self, ip: &IpAddr) -> &[Box<str>] {
+    /// The namespaces of the pods with address `ip`, and whether each is running.
+    pub fn pod_namespaces(&self, ip: &IpAddr) -> &[(Box<str>, bool)] {
         self.pod_ips.get(ip).map_or(&[], |v| v.as_slice())
+    }
+
+    /// `service.namespace` of the services with external address `ip`.
+    pub fn external_services_for_ip(&self, ip: &IpAddr) -> &[Box<str>] {
+        self.external_ips.get(ip).map_or(&[], |v| v.as_slice())
     }
 
     pub fn service_for_ip(&self, ip: &IpAddr) -> Option<&str> {
@@ -140,6 +151,12 @@ impl Store {
         for ip in &svc.cluster_ips {
             self.service_ips.insert(*ip, k.clone());
         }
+        for ip in &svc.external_ips {
+            let list = self.external_ips.entry(*ip).or_default();
+            if !list.contains(&k) {
+                list.push(k.clone());
+            }
+        }
         self.services.insert(k, svc);
         self.touch();
     }
@@ -155,6 +172,9 @@ impl Store {
                 if self.service_ips.get(ip).is_some_and(|o| &**o == k) {
                     self.service_ips.remove(ip);
                 }
+            }
+            for ip in &old.external_ips {
+                remove_from(&mut self.external_ips, *ip, k);
             }
         }
     }
@@ -206,11 +226,11 @@ impl Store {
         self.touch();
     }
 
-    pub fn upsert_pod(&mut self, name: &str, namespace: &str, ip: Option<IpAddr>) {
+    pub fn upsert_pod(&mut self, name: &str, namespace: &str, ip: Option<IpAddr>, running: bool) {
         self.delete_pod_quiet(name, namespace);
         if let Some(ip) = ip {
             self.pods.insert(key(name, namespace), ip);
-            self.pod_ips.entry(ip).or_default().push(namespace.into());
+            self.pod_ips.entry(ip).or_default().push((namespace.into(), running));
         }
         self.touch();
     }
@@ -222,7 +242,14 @@ impl Store {
 
     fn delete_pod_quiet(&mut self, name: &str, namespace: &str) {
         if let Some(ip) = self.pods.remove(&*key(name, namespace)) {
-            remove_from(&mut self.pod_ips, ip, namespace);
+            if let Some(list) = self.pod_ips.get_mut(&ip) {
+                if let Some(i) = list.iter().position(|(ns, _)| &**ns == namespace) {
+                    list.swap_remove(i);
+                }
+                if list.is_empty() {
+                    self.pod_ips.remove(&ip);
+                }
+            }
         }
     }
 
@@ -232,6 +259,7 @@ impl Store {
             Kind::Service => {
                 self.services.clear();
                 self.service_ips.clear();
+                self.external_ips.clear();
             }
             Kind::Slice => {
                 self.slices.clear();

@@ -270,7 +270,7 @@ fn pods_modes_endpoint_pod_names_and_filters() {
     // verified: only a pod with that address in that namespace.
     let k = for_tests(Options { pods: PodMode::Verified, ..opts() }, |s| {
         cluster(s);
-        s.upsert_pod("pod-2", "testns", Some(ip("172.0.0.2")));
+        s.upsert_pod("pod-2", "testns", Some(ip("172.0.0.2")), true);
         s.modified = 1_700_000_000;
     });
     let c: Vec<Arc<dyn Plugin>> = vec![Arc::new(k)];
