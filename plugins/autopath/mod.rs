@@ -145,7 +145,11 @@ impl Plugin for AutoPath {
                 sub.qname = qname;
                 // An error ends the walk, as in CoreDNS: the client gets it and walks its list itself.
                 let mut reply = next.serve(&mut sub).await?;
-                if reply.rcode.rcode() == Rcode::NXDOMAIN {
+                let rcode = reply.rcode.rcode();
+                // CoreDNS goes on past NXDOMAIN and past the rcodes its plugins return without
+                // writing a reply (SERVFAIL, REFUSED, FORMERR, NOTIMP: `plugin.ClientWrite`).
+                let go_on = matches!(rcode, Rcode::NXDOMAIN | Rcode::SERVFAIL | Rcode::REFUSED | Rcode::FORMERR | Rcode::NOTIMP);
+                if go_on {
                     first_reply.get_or_insert(reply);
                     continue;
                 }
