@@ -318,7 +318,7 @@ impl Kubernetes {
                     let sentinel = [Port::new("", "", -1)];
                     let ports = if slice.ports.is_empty() { &sentinel[..] } else { &slice.ports[..] };
                     for p in ports {
-                        if !(matches(r.port, &p.name) && matches(r.protocol, &p.protocol)) {
+                        if !(matches(r.port, &p.name) && matches(r.protocol, p.protocol.as_str())) {
                             continue;
                         }
                         found = true;
@@ -330,7 +330,7 @@ impl Kubernetes {
             let sentinel = [Port::new("", "", -1)];
             let ports = if svc.ports.is_empty() { &sentinel[..] } else { &svc.ports[..] };
             for p in ports {
-                if !(matches(r.port, &p.name) && matches(r.protocol, &p.protocol)) {
+                if !(matches(r.port, &p.name) && matches(r.protocol, p.protocol.as_str())) {
                     continue;
                 }
                 found = true;
@@ -708,7 +708,7 @@ impl crate::plugin::External for Kubernetes {
                     if !matches(&endpoint, &host) {
                         continue;
                     }
-                    for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, &p.protocol)) {
+                    for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, p.protocol.as_str())) {
                         found = true;
                         hits.push(ExternalHit { ip: a.ip, port: p.port, target: format!("{host}.{service}.{namespace}") });
                     }
@@ -717,7 +717,7 @@ impl crate::plugin::External for Kubernetes {
         } else {
             let ports = if svc.ports.is_empty() { &sentinel[..] } else { &svc.ports[..] };
             for ip in &svc.external_ips {
-                for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, &p.protocol)) {
+                for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, p.protocol.as_str())) {
                     found = true;
                     hits.push(ExternalHit { ip: *ip, port: p.port, target: format!("{service}.{namespace}") });
                 }
@@ -772,6 +772,7 @@ impl crate::plugin::External for Kubernetes {
 #[cfg(test)]
 pub(super) fn for_tests(opts: Options, fill: impl FnOnce(&mut Store)) -> Kubernetes {
     let shared = Arc::new(Shared::new(true));
+    shared.store.write().expect("not poisoned").keep_targets = opts.endpoint_pod_names;
     fill(&mut shared.store.write().expect("not poisoned"));
     Kubernetes { shared, opts, _watch: None }
 }

@@ -231,6 +231,7 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
         autopath_search: std::fs::read_to_string("/etc/resolv.conf").map(|t| crate::plugin::resolv_conf_search(&t)).unwrap_or_default(),
     };
     let shared = Arc::new(Shared::new(false));
+    shared.store.write().unwrap_or_else(|e| e.into_inner()).keep_targets = c.endpoint_pod_names;
     let wc = watch::WatchConfig {
         connect,
         labels: c.labels.clone(),

@@ -11,14 +11,45 @@ use std::time::{SystemTime, UNIX_EPOCH};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
     pub name: Box<str>,
-    /// `TCP`, `UDP` or `SCTP`, compared case-insensitively.
-    pub protocol: Box<str>,
+    pub protocol: Protocol,
     pub port: i32,
+}
+
+/// A port's protocol: one byte rather than a string per port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The sentinel port's: matches no protocol asked for.
+    None,
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    /// As the API writes it; queries compare it case-insensitively.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::None => "",
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+        }
+    }
+
+    /// The API's protocol; TCP when it is left out (the API's default).
+    pub fn parse(s: &str) -> Protocol {
+        match s.to_ascii_uppercase().as_str() {
+            "" => Protocol::None,
+            "UDP" => Protocol::Udp,
+            "SCTP" => Protocol::Sctp,
+            _ => Protocol::Tcp,
+        }
+    }
 }
 
 impl Port {
     pub fn new(name: &str, protocol: &str, port: i32) -> Port {
-        Port { name: name.into(), protocol: protocol.into(), port }
+        Port { name: name.into(), protocol: Protocol::parse(protocol), port }
     }
 }
 
@@ -41,7 +72,7 @@ pub struct Service {
 pub struct EndpointAddr {
     pub ip: IpAddr,
     pub hostname: Option<Box<str>>,
-    /// `targetRef.name`, the pod's name, for `endpoint_pod_names`.
+    /// `targetRef.name`, the pod's name: kept only with `endpoint_pod_names`, which needs it.
     pub target: Option<Box<str>>,
 }
 
@@ -58,8 +89,9 @@ pub struct Slice {
 #[derive(Debug, Default)]
 pub struct Store {
     services: HashMap<Box<str>, Service>,
-    /// `service.namespace` → slice name → slice.
-    slices: HashMap<Box<str>, HashMap<Box<str>, Slice>>,
+    /// `service.namespace` → (slice name, slice): a service has one slice, or a few (a slice
+    /// holds up to 100 endpoints), so a list is smaller than a map.
+    slices: HashMap<Box<str>, Vec<(Box<str>, Slice)>>,
     /// `slice.namespace` → `service.namespace`, to find a slice when it is deleted or moved.
     slice_owner: HashMap<Box<str>, Box<str>>,
     namespaces: HashSet<Box<str>>,
@@ -72,9 +104,51 @@ pub struct Store {
     /// External address → `service.namespace` of the services that have it.
     external_ips: HashMap<IpAddr, Vec<Box<str>>>,
     /// Endpoint IP → `service.namespace` of the slices that hold it.
-    endpoint_ips: HashMap<IpAddr, Vec<Box<str>>>,
+    endpoint_ips: HashMap<IpAddr, Owners>,
     /// Unix time of the last change: the SOA serial.
     pub modified: u32,
+    /// Keep endpoints' pod names (`endpoint_pod_names`); without it they are dropped.
+    pub keep_targets: bool,
+}
+
+/// The services an endpoint address belongs to: nearly always one, kept without a list.
+#[derive(Debug, Clone)]
+enum Owners {
+    One(Box<str>),
+    Many(Vec<Box<str>>),
+}
+
+impl Owners {
+    fn as_slice(&self) -> &[Box<str>] {
+        match self {
+            Owners::One(k) => std::slice::from_ref(k),
+            Owners::Many(v) => v,
+        }
+    }
+
+    fn add(&mut self, k: &str) {
+        if self.as_slice().iter().any(|o| &**o == k) {
+            return;
+        }
+        match self {
+            Owners::One(first) => *self = Owners::Many(vec![std::mem::take(first), k.into()]),
+            Owners::Many(v) => v.push(k.into()),
+        }
+    }
+
+    /// Removes `k`; false when none is left.
+    fn remove(&mut self, k: &str) -> bool {
+        match self {
+            Owners::One(o) => &**o != k,
+            Owners::Many(v) => {
+                v.retain(|o| &**o != k);
+                if v.len() == 1 {
+                    *self = Owners::One(v.pop().expect("one left"));
+                }
+                !matches!(self, Owners::Many(v) if v.is_empty())
+            }
+        }
+    }
 }
 
 pub fn key(name: &str, namespace: &str) -> Box<str> {
@@ -115,7 +189,7 @@ impl Store {
 
     /// The slices of a service, in no particular order.
     pub fn slices(&self, svc_key: &str) -> impl Iterator<Item = &Slice> {
-        self.slices.get(svc_key).into_iter().flat_map(|m| m.values())
+        self.slices.get(svc_key).into_iter().flat_map(|m| m.iter().map(|(_, s)| s))
     }
 
     pub fn has_namespace(&self, ns: &str) -> bool {
@@ -141,7 +215,7 @@ impl Store {
     }
 
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let eps = self.slices.values().flat_map(|m| m.values()).map(|s| s.addrs.len()).sum();
+        let eps = self.slices.values().flatten().map(|(_, s)| s.addrs.len()).sum();
         (self.services.len(), eps, self.namespaces.len(), self.pods.len())
     }
 
@@ -179,18 +253,27 @@ impl Store {
         }
     }
 
-    pub fn upsert_slice(&mut self, name: &str, namespace: &str, slice: Slice) {
+    pub fn upsert_slice(&mut self, name: &str, namespace: &str, mut slice: Slice) {
         self.delete_slice_quiet(name, namespace);
+        if !self.keep_targets {
+            for a in &mut slice.addrs {
+                a.target = None;
+            }
+        }
+        slice.addrs.shrink_to_fit();
+        slice.ports.shrink_to_fit();
         let sk = key(name, namespace);
         let owner = key(&slice.service, namespace);
         for a in &slice.addrs {
-            let list = self.endpoint_ips.entry(a.ip).or_default();
-            if !list.contains(&owner) {
-                list.push(owner.clone());
+            match self.endpoint_ips.get_mut(&a.ip) {
+                Some(o) => o.add(&owner),
+                None => {
+                    self.endpoint_ips.insert(a.ip, Owners::One(owner.clone()));
+                }
             }
         }
         self.slice_owner.insert(sk, owner.clone());
-        self.slices.entry(owner).or_default().insert(name.into(), slice);
+        self.slices.entry(owner).or_default().push((name.into(), slice));
         self.touch();
     }
 
@@ -201,17 +284,22 @@ impl Store {
 
     fn delete_slice_quiet(&mut self, name: &str, namespace: &str) {
         let Some(owner) = self.slice_owner.remove(&*key(name, namespace)) else { return };
-        let Some(m) = self.slices.get_mut(&owner) else { return };
-        if let Some(old) = m.remove(name) {
+        let Some(list) = self.slices.get_mut(&owner) else { return };
+        if let Some(i) = list.iter().position(|(n, _)| &**n == name) {
+            let (_, old) = list.swap_remove(i);
             for a in &old.addrs {
                 // Another slice of the same service may hold the address too.
-                let still = m.values().any(|s| s.addrs.iter().any(|b| b.ip == a.ip));
+                let still = list.iter().any(|(_, s)| s.addrs.iter().any(|b| b.ip == a.ip));
                 if !still {
-                    remove_from(&mut self.endpoint_ips, a.ip, &owner);
+                    if let Some(o) = self.endpoint_ips.get_mut(&a.ip) {
+                        if !o.remove(&owner) {
+                            self.endpoint_ips.remove(&a.ip);
+                        }
+                    }
                 }
             }
         }
-        if m.is_empty() {
+        if list.is_empty() {
             self.slices.remove(&owner);
         }
     }

@@ -345,10 +345,24 @@ where
         }
         last.set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
         match ev {
-            Event::Init => buffer.clear(),
+            Event::Init => {
+                buffer.clear();
+                // A first list that failed half way starts again from nothing.
+                if first {
+                    shared.store.write().unwrap_or_else(|e| e.into_inner()).clear(kind);
+                }
+            }
+            // NOTE: the first list goes straight into the store: nothing is answered from it
+            // before every watcher has synced, and buffering it would hold the cluster twice
+            // at the peak, memory the allocator then keeps.
+            Event::InitApply(o) if first => {
+                if let Some(op) = o.op(true) {
+                    op.apply(&mut shared.store.write().unwrap_or_else(|e| e.into_inner()));
+                }
+            }
             Event::InitApply(o) => buffer.extend(o.op(true)),
             Event::InitDone => {
-                {
+                if !first {
                     let mut s = shared.store.write().unwrap_or_else(|e| e.into_inner());
                     s.clear(kind);
                     for op in buffer.drain(..) {
@@ -356,7 +370,7 @@ where
                     }
                     s.touch();
                 }
-                buffer.shrink_to_fit();
+                buffer = Vec::new();
                 synced_gauge.set(1.0);
                 if first {
                     first = false;
