@@ -458,8 +458,9 @@ pub trait External: Send + Sync {
     fn external(&self, base: &str, headless: bool) -> Result<Vec<ExternalHit>, ()>;
     /// `svc.ns` of the services that have `ip` as an external address.
     fn external_reverse(&self, ip: std::net::IpAddr) -> Vec<String>;
-    /// The external addresses of this DNS server's own service (the NS of the zone); this
-    /// server's addresses when there is none.
+    /// The external addresses of this DNS server's own services (the services whose
+    /// endpoints are this server): the NS of the zone. This server's addresses when no endpoint
+    /// is this server.
     fn external_ns_addrs(&self) -> Vec<std::net::IpAddr>;
     /// The SOA serial: the time of the last change.
     fn external_serial(&self) -> u32;

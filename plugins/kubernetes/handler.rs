@@ -294,8 +294,9 @@ impl Kubernetes {
             return Err(NameError);
         }
         if let Some(ext) = &svc.external_name {
-            // ExternalName services have no endpoints, ports or protocols to ask for.
-            if !r.endpoint.is_empty() || !r.port.is_empty() || !r.protocol.is_empty() {
+            // ExternalName services have no endpoints (CoreDNS does not look at the port and
+            // protocol labels here: `_p._tcp.ext.ns.svc.ZONE` is the CNAME too).
+            if !r.endpoint.is_empty() {
                 return Err(NameError);
             }
             // CoreDNS: only a host name (not an address) makes a CNAME.
@@ -346,23 +347,38 @@ impl Kubernetes {
         }
     }
 
-    /// CoreDNS's `nsAddrs`: the ClusterIPs of the services whose endpoints are this server,
-    /// named as those services; else this server's addresses, named `ns.dns.ZONE`.
-    fn ns_addrs(&self, store: &Store, zone: &str) -> Vec<(String, IpAddr)> {
+    /// CoreDNS's `nsAddrs`: the services whose endpoints are this server, by their ClusterIPs
+    /// (a headless one by those endpoints' addresses, named after them); with `external`, their
+    /// external addresses (`k8s_external`). When no endpoint is this server: this server's
+    /// addresses, named `ns.dns.ZONE`.
+    fn ns_addrs_for(&self, store: &Store, zone: &str, external: bool) -> Vec<(String, IpAddr)> {
         let mut out = Vec::new();
+        let mut found = false;
         for ip in &self.opts.local_ips {
             for sk in store.endpoint_services_for_ip(ip) {
-                if let Some(svc) = store.service_by_key(sk) {
-                    for cip in &svc.cluster_ips {
-                        out.push((format!("{sk}.svc.{zone}"), *cip));
+                found = true;
+                let Some(svc) = store.service_by_key(sk) else { continue };
+                if external {
+                    out.extend(svc.external_ips.iter().map(|eip| (format!("{sk}.{zone}"), *eip)));
+                } else if svc.headless {
+                    for slice in store.slices(sk) {
+                        for a in &slice.addrs {
+                            out.push((format!("{}.{sk}.svc.{zone}", endpoint_hostname(a, self.opts.endpoint_pod_names)), a.ip));
+                        }
                     }
+                } else {
+                    out.extend(svc.cluster_ips.iter().map(|cip| (format!("{sk}.svc.{zone}"), *cip)));
                 }
             }
         }
-        if out.is_empty() {
+        if !found {
             out = self.opts.local_ips.iter().map(|ip| (format!("ns.dns.{zone}"), *ip)).collect();
         }
         out
+    }
+
+    fn ns_addrs(&self, store: &Store, zone: &str) -> Vec<(String, IpAddr)> {
+        self.ns_addrs_for(store, zone, false)
     }
 
     /// CoreDNS's kubernetes `Services`: the special names, then `records`.
@@ -742,20 +758,11 @@ impl crate::plugin::External for Kubernetes {
 
     fn external_ns_addrs(&self) -> Vec<IpAddr> {
         let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
-        for ip in &self.opts.local_ips {
-            for sk in store.endpoint_services_for_ip(ip) {
-                if let Some(svc) = store.service_by_key(sk) {
-                    for ip in &svc.external_ips {
-                        if !out.contains(ip) {
-                            out.push(*ip);
-                        }
-                    }
-                }
+        let mut out: Vec<IpAddr> = Vec::new();
+        for (_, ip) in self.ns_addrs_for(&store, ".", true) {
+            if !out.contains(&ip) {
+                out.push(ip);
             }
-        }
-        if out.is_empty() {
-            out = self.opts.local_ips.clone();
         }
         out
     }
