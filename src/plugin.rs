@@ -483,3 +483,19 @@ pub fn resolv_conf_search(text: &str) -> Vec<String> {
     }
     out
 }
+
+/// Hands the calling thread's free heap memory back to the system. For a plugin that has just
+/// dropped a large transient load on a thread of its own, which then sits idle and would keep
+/// those pages resident (the kubernetes plugin after its first list of the cluster).
+pub fn release_free_memory() {
+    #[cfg(feature = "mimalloc")]
+    // SAFETY: mi_collect only walks and frees the allocator's own free pages.
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
+    #[cfg(all(not(feature = "mimalloc"), target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns glibc's free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

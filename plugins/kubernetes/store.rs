@@ -4,13 +4,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A port of a Service or an EndpointSlice. `port == -1` stands for "no ports declared", as
 /// CoreDNS's sentinel: it still makes A records, never SRV.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
-    pub name: Box<str>,
+    /// Shared among the ports of one name (`http`, `dns`, ...) once in the store.
+    pub name: Arc<str>,
     pub protocol: Protocol,
     pub port: i32,
 }
@@ -88,51 +90,54 @@ pub struct Slice {
 /// a query, so that a lookup needs one string.
 #[derive(Debug, Default)]
 pub struct Store {
-    services: HashMap<Box<str>, Service>,
+    /// Keys are shared (reference-counted) by the indexes below: one allocation a service.
+    services: HashMap<Arc<str>, Service>,
     /// `service.namespace` → (slice name, slice): a service has one slice, or a few (a slice
     /// holds up to 100 endpoints), so a list is smaller than a map.
-    slices: HashMap<Box<str>, Vec<(Box<str>, Slice)>>,
+    slices: HashMap<Arc<str>, Vec<(Box<str>, Slice)>>,
     /// `slice.namespace` → `service.namespace`, to find a slice when it is deleted or moved.
-    slice_owner: HashMap<Box<str>, Box<str>>,
+    slice_owner: HashMap<Box<str>, Arc<str>>,
     namespaces: HashSet<Box<str>>,
     /// `pod.namespace` → IP; and the reverse index IP → namespaces (`pods verified`), each
     /// with whether the pod is running (autopath completes only a running pod's queries).
     pods: HashMap<Box<str>, IpAddr>,
     pod_ips: HashMap<IpAddr, Vec<(Box<str>, bool)>>,
     /// ClusterIP → `service.namespace`.
-    service_ips: HashMap<IpAddr, Box<str>>,
+    service_ips: HashMap<IpAddr, Arc<str>>,
     /// External address → `service.namespace` of the services that have it.
-    external_ips: HashMap<IpAddr, Vec<Box<str>>>,
+    external_ips: HashMap<IpAddr, Vec<Arc<str>>>,
     /// Endpoint IP → `service.namespace` of the slices that hold it.
     endpoint_ips: HashMap<IpAddr, Owners>,
     /// Unix time of the last change: the SOA serial.
     pub modified: u32,
     /// Keep endpoints' pod names (`endpoint_pod_names`); without it they are dropped.
     pub keep_targets: bool,
+    /// Port names, each kept once.
+    port_names: HashSet<Arc<str>>,
 }
 
 /// The services an endpoint address belongs to: nearly always one, kept without a list.
 #[derive(Debug, Clone)]
 enum Owners {
-    One(Box<str>),
-    Many(Vec<Box<str>>),
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
 }
 
 impl Owners {
-    fn as_slice(&self) -> &[Box<str>] {
+    fn as_slice(&self) -> &[Arc<str>] {
         match self {
             Owners::One(k) => std::slice::from_ref(k),
             Owners::Many(v) => v,
         }
     }
 
-    fn add(&mut self, k: &str) {
-        if self.as_slice().iter().any(|o| &**o == k) {
+    fn add(&mut self, k: &Arc<str>) {
+        if self.as_slice().iter().any(|o| o == k) {
             return;
         }
         match self {
-            Owners::One(first) => *self = Owners::Many(vec![std::mem::take(first), k.into()]),
-            Owners::Many(v) => v.push(k.into()),
+            Owners::One(first) => *self = Owners::Many(vec![first.clone(), k.clone()]),
+            Owners::Many(v) => v.push(k.clone()),
         }
     }
 
@@ -163,7 +168,7 @@ fn now() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }
 
-fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Box<str>>>, k: K, v: &str) {
+fn remove_from<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<Arc<str>>>, k: K, v: &str) {
     if let Some(list) = m.get_mut(&k) {
         if let Some(i) = list.iter().position(|x| &**x == v) {
             list.swap_remove(i);
@@ -202,7 +207,7 @@ impl Store {
     }
 
     /// `service.namespace` of the services with external address `ip`.
-    pub fn external_services_for_ip(&self, ip: &IpAddr) -> &[Box<str>] {
+    pub fn external_services_for_ip(&self, ip: &IpAddr) -> &[Arc<str>] {
         self.external_ips.get(ip).map_or(&[], |v| v.as_slice())
     }
 
@@ -210,7 +215,7 @@ impl Store {
         self.service_ips.get(ip).map(|k| &**k)
     }
 
-    pub fn endpoint_services_for_ip(&self, ip: &IpAddr) -> &[Box<str>] {
+    pub fn endpoint_services_for_ip(&self, ip: &IpAddr) -> &[Arc<str>] {
         self.endpoint_ips.get(ip).map_or(&[], |v| v.as_slice())
     }
 
@@ -219,9 +224,34 @@ impl Store {
         (self.services.len(), eps, self.namespaces.len(), self.pods.len())
     }
 
-    pub fn upsert_service(&mut self, name: &str, namespace: &str, svc: Service) {
-        let k = key(name, namespace);
-        self.delete_service_key(&k);
+    /// The shared form of key `k`: the one the store holds, or a new one.
+    fn shared_key(&self, k: &str) -> Arc<str> {
+        if let Some((a, _)) = self.services.get_key_value(k) {
+            return a.clone();
+        }
+        if let Some((a, _)) = self.slices.get_key_value(k) {
+            return a.clone();
+        }
+        Arc::from(k)
+    }
+
+    fn intern_ports(&mut self, ports: &mut [Port]) {
+        for p in ports {
+            match self.port_names.get(&p.name) {
+                Some(n) => p.name = n.clone(),
+                None => {
+                    self.port_names.insert(p.name.clone());
+                }
+            }
+        }
+    }
+
+    pub fn upsert_service(&mut self, name: &str, namespace: &str, mut svc: Service) {
+        self.delete_service_key(&key(name, namespace));
+        let k = self.shared_key(&key(name, namespace));
+        self.intern_ports(&mut svc.ports);
+        svc.ports.shrink_to_fit();
+        svc.cluster_ips.shrink_to_fit();
         for ip in &svc.cluster_ips {
             self.service_ips.insert(*ip, k.clone());
         }
@@ -262,8 +292,9 @@ impl Store {
         }
         slice.addrs.shrink_to_fit();
         slice.ports.shrink_to_fit();
+        self.intern_ports(&mut slice.ports);
         let sk = key(name, namespace);
-        let owner = key(&slice.service, namespace);
+        let owner = self.shared_key(&key(&slice.service, namespace));
         for a in &slice.addrs {
             match self.endpoint_ips.get_mut(&a.ip) {
                 Some(o) => o.add(&owner),

@@ -377,6 +377,9 @@ where
                     if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                         shared.synced.store(true, Ordering::Release);
                         log::info!(target: "plugin/kubernetes", "synced with the API server");
+                        // The lists' JSON and API objects are gone; this thread now mostly
+                        // waits, and would keep their pages resident.
+                        crate::plugin::release_free_memory();
                     }
                 }
             }
