@@ -375,11 +375,12 @@ where
                 if first {
                     first = false;
                     if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // The lists' JSON and API objects are gone; this thread now mostly
+                        // waits, and would keep their pages resident. Before answering: the
+                        // memory of a synced server is its steady state.
+                        crate::plugin::release_free_memory();
                         shared.synced.store(true, Ordering::Release);
                         log::info!(target: "plugin/kubernetes", "synced with the API server");
-                        // The lists' JSON and API objects are gone; this thread now mostly
-                        // waits, and would keep their pages resident.
-                        crate::plugin::release_free_memory();
                     }
                 }
             }
