@@ -6,7 +6,6 @@
 //! Usage: cargo run --example fake_k8s_api -- [SERVICES] [ENDPOINTS_PER_SERVICE] [NAMESPACES]
 //! (10000, 5 and 100 by default: 10,000 services, 50,000 endpoints, as in the README's figures).
 
-#[allow(dead_code)]
 #[path = "../tests/common/fake_k8s.rs"]
 mod fake_k8s;
 
