@@ -409,3 +409,93 @@ pub mod serde_duration {
         super::parse_duration(&s).ok_or_else(|| serde::de::Error::custom(format!("expected a duration such as \"5s\", got {s:?}")))
     }
 }
+
+/// Links between plugins of one block, by the name of the plugin that provides them: a plugin
+/// set up earlier in plugin.cfg order (autopath, k8s_external) takes a slot with
+/// `ctx.state::<Links<dyn Trait>>().slot("kubernetes")` and reads it when serving; the named
+/// plugin fills the same slot in its own setup. An empty slot means the block has no such
+/// plugin, and the reader passes its queries on.
+pub struct Links<T: ?Sized>(HashMap<String, Arc<std::sync::OnceLock<Arc<T>>>>);
+
+impl<T: ?Sized> Default for Links<T> {
+    fn default() -> Self {
+        Links(HashMap::new())
+    }
+}
+
+impl<T: ?Sized> Links<T> {
+    /// The slot of the plugin `name`, shared by whoever asks for it in this block.
+    pub fn slot(&mut self, name: &str) -> Arc<std::sync::OnceLock<Arc<T>>> {
+        self.0.entry(name.to_string()).or_default().clone()
+    }
+}
+
+/// What `autopath @NAME` asks of the plugin NAME (CoreDNS's `AutoPather`).
+pub trait AutoPath: Send + Sync {
+    /// The search path of the client that sent `req`, each element lower case and fully
+    /// qualified, the last one `""` (the name as asked); `None` when the query is not to be
+    /// completed (not in the plugin's zones, or an unknown client).
+    fn search_path(&self, req: &Request) -> Option<Vec<String>>;
+}
+
+/// A service address as `k8s_external` serves it: the address, the port (-1 when the service
+/// declares none), and the target name of an SRV record relative to the external zone
+/// (`svc.ns` or `endpoint.svc.ns`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalHit {
+    pub ip: std::net::IpAddr,
+    pub port: i32,
+    pub target: String,
+}
+
+/// What `k8s_external` asks of the kubernetes plugin (CoreDNS's `Externaler`).
+pub trait External: Send + Sync {
+    /// The addresses of `base`, the query name below the external zone without it (`svc.ns`,
+    /// `endpoint.svc.ns`, `_port._proto.svc.ns`), lower case: `Err(())` for a name that does
+    /// not exist (NXDOMAIN), else the hits (empty: the name exists but has none, NODATA).
+    /// `headless` adds the endpoints of headless services without external addresses.
+    #[allow(clippy::result_unit_err)] // NXDOMAIN is the only failure
+    fn external(&self, base: &str, headless: bool) -> Result<Vec<ExternalHit>, ()>;
+    /// `svc.ns` of the services that have `ip` as an external address.
+    fn external_reverse(&self, ip: std::net::IpAddr) -> Vec<String>;
+    /// The external addresses of this DNS server's own services (the services whose
+    /// endpoints are this server): the NS of the zone. This server's addresses when no endpoint
+    /// is this server.
+    fn external_ns_addrs(&self) -> Vec<std::net::IpAddr>;
+    /// The SOA serial: the time of the last change.
+    fn external_serial(&self) -> u32;
+    /// False until the first sync with the API.
+    fn external_ready(&self) -> bool;
+}
+
+/// The search list of a resolv.conf's text: the last `search` or `domain` line wins, as in
+/// the C library; names lower case and fully qualified.
+pub fn resolv_conf_search(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("search") | Some("domain") => {
+                out = words.filter_map(|w| zone_text(w).ok()).filter(|z| z != ".").collect();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Hands the calling thread's free heap memory back to the system. For a plugin that has just
+/// dropped a large transient load on a thread of its own, which then sits idle and would keep
+/// those pages resident (the kubernetes plugin after its first list of the cluster).
+pub fn release_free_memory() {
+    #[cfg(feature = "mimalloc")]
+    // SAFETY: mi_collect only walks and frees the allocator's own free pages.
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
+    #[cfg(all(not(feature = "mimalloc"), target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns glibc's free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{http_get, tcp, udp, Ferrite, Q};
 use domain::base::iana::{OptRcode, Rtype};
-use fake_k8s::{external_name, namespace, service, slice, FakeApi};
+use fake_k8s::{external_name, namespace, pod, service, slice, with_external, FakeApi};
 use ferrite::message::Reply;
 
 fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -204,4 +204,91 @@ fn startup_servfail_until_synced_and_ready_names_the_plugin() {
         "answers after the first sync"
     );
     assert_eq!(http_get(ready, "/ready").map(|r| r.0), Some(200));
+}
+
+/// One query over UDP from `from` (any 127.0.0.0/8 address is this host's): a pod's address.
+fn udp_from(from: &str, server: std::net::SocketAddr, q: Q) -> Reply {
+    let s = std::net::UdpSocket::bind((from, 0)).expect("client socket");
+    s.set_read_timeout(Some(Duration::from_secs(3))).expect("timeout");
+    s.send_to(&q.wire(), server).expect("send");
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = s.recv_from(&mut buf).unwrap_or_else(|e| panic!("no reply to {from}: {e}"));
+    Reply::from_wire(&buf[..n]).expect("reply parses")
+}
+
+#[test]
+fn autopath_completes_a_pods_search_path() {
+    let api = FakeApi::start();
+    cluster(&api);
+    api.apply(pod("testns", "client", "127.0.0.5", "Running"));
+    api.apply(pod("default", "pending", "127.0.0.6", "Pending"));
+    let f = Ferrite::start(&format!(
+        ".:0 {{\n    ready 127.0.0.1:0\n    prometheus 127.0.0.1:0\n    autopath @kubernetes\n    hosts {{\n        192.0.2.1 example.org\n        fallthrough cluster.local\n    }}\n    kubernetes cluster.local {{\n        endpoint {}\n        pods verified\n    }}\n}}\n",
+        api.url()
+    ));
+    wait_synced(&f);
+    let s = f.v4();
+    // The pod in testns asks for svc1 as its resolver would first: completed with `svc.cluster.local`.
+    assert!(eventually(Duration::from_secs(5), || udp_from("127.0.0.5", s, Q::new("svc1.testns.testns.svc.cluster.local.", Rtype::A)).answer.len() == 2), "pod indexed");
+    assert_eq!(
+        answers(&udp_from("127.0.0.5", s, Q::new("svc1.testns.testns.svc.cluster.local.", Rtype::A))),
+        ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1", "svc1.testns.testns.svc.cluster.local. 5 IN CNAME svc1.testns.svc.cluster.local."]
+    );
+    // A name outside the cluster: found as asked, the last element of the path.
+    let r = udp_from("127.0.0.5", s, Q::new("example.org.testns.svc.cluster.local.", Rtype::A));
+    assert_eq!(answers(&r), ["example.org. 3600 IN A 192.0.2.1", "example.org.testns.svc.cluster.local. 3600 IN CNAME example.org."]);
+    assert_eq!(r.question.as_ref().map(|q| q.qname().to_string()), Some("example.org.testns.svc.cluster.local".to_string()));
+    // Found with the first element: no CNAME.
+    assert_eq!(answers(&udp_from("127.0.0.5", s, Q::new("svc1.testns.svc.cluster.local.", Rtype::A))), ["svc1.testns.svc.cluster.local. 5 IN A 10.0.0.1"]);
+    // Nothing anywhere: the NXDOMAIN of the name as asked.
+    let nx = udp_from("127.0.0.5", s, Q::new("nothing.testns.svc.cluster.local.", Rtype::A));
+    assert_eq!((nx.rcode, nx.answer.len()), (OptRcode::NXDOMAIN, 0));
+    // A pod that is not running, and an address that is no pod's: no completion.
+    for from in ["127.0.0.6", "127.0.0.1"] {
+        let r = udp_from(from, s, Q::new("example.org.default.svc.cluster.local.", Rtype::A));
+        assert_eq!((r.rcode, r.answer.len()), (OptRcode::NXDOMAIN, 0), "{from}");
+    }
+    let (_, metrics) = http_get(f.http[0], "/metrics").expect("metrics");
+    let line = metrics.lines().find(|l| l.starts_with("coredns_autopath_success_total")).unwrap_or_else(|| panic!("no autopath metric in {metrics}"));
+    // Every answer found on the path counts, also with its first element (as in CoreDNS): the
+    // first query above, svc1, example.org and svc1 again.
+    assert!(line.contains("server=\"dns://:0\"") && line.ends_with(" 4"), "{line}");
+}
+
+#[test]
+fn k8s_external_answers_external_and_load_balancer_addresses() {
+    let api = FakeApi::start();
+    cluster(&api);
+    api.apply(with_external(service("testns", "web", &["10.0.0.20"], &[("http", "TCP", 80)]), &["192.0.2.10"], &["198.51.100.7"]));
+    let f = Ferrite::start(&format!(
+        ".:0 {{\n    ready 127.0.0.1:0\n    k8s_external example.org {{\n        headless\n    }}\n    kubernetes cluster.local {{\n        endpoint {}\n    }}\n}}\n",
+        api.url()
+    ));
+    wait_synced(&f);
+    let s = f.v4();
+    assert_eq!(answers(&udp(s, Q::new("web.testns.example.org.", Rtype::A))), ["web.testns.example.org. 5 IN A 192.0.2.10", "web.testns.example.org. 5 IN A 198.51.100.7"]);
+    let srv = udp(s, Q::new("_http._tcp.web.testns.example.org.", Rtype::SRV));
+    assert_eq!(answers(&srv), ["_http._tcp.web.testns.example.org. 5 IN SRV 0 50 80 web.testns.example.org."]);
+    assert_eq!(srv.additional.len(), 2);
+    // Headless: the endpoints; a ClusterIP service without external addresses does not exist here.
+    assert_eq!(
+        answers(&udp(s, Q::new("hdls1.testns.example.org.", Rtype::A))),
+        ["hdls1.testns.example.org. 5 IN A 172.0.0.2", "hdls1.testns.example.org. 5 IN A 172.0.0.3"]
+    );
+    assert_eq!(answers(&udp(s, Q::new("web-0.hdls1.testns.example.org.", Rtype::A))), ["web-0.hdls1.testns.example.org. 5 IN A 172.0.0.2"]);
+    let nx = udp(s, Q::new("svc1.testns.example.org.", Rtype::A));
+    assert_eq!((nx.rcode, nx.authority.len()), (OptRcode::NXDOMAIN, 1));
+    let nodata = udp(s, Q::new("testns.example.org.", Rtype::A));
+    assert_eq!((nodata.rcode, nodata.answer.len(), nodata.authority.len()), (OptRcode::NOERROR, 0, 1));
+    let soa = udp(s, Q::new("example.org.", Rtype::SOA));
+    assert!(soa.answer[0].to_string().contains("ns1.dns.example.org. hostmaster.dns.example.org."), "{soa:?}");
+    assert_eq!(answers(&udp(s, Q::new("example.org.", Rtype::NS))), ["example.org. 5 IN NS ns1.dns.example.org."]);
+    // Changes through the API are served: the LoadBalancer gets another address.
+    api.apply(with_external(service("testns", "web", &["10.0.0.20"], &[("http", "TCP", 80)]), &[], &["198.51.100.8"]));
+    assert!(
+        eventually(Duration::from_secs(1), || answers(&udp(s, Q::new("web.testns.example.org.", Rtype::A))) == ["web.testns.example.org. 5 IN A 198.51.100.8"]),
+        "changed address served"
+    );
+    // The cluster zone is the kubernetes plugin's, as before.
+    assert_eq!(answers(&udp(s, Q::new("web.testns.svc.cluster.local.", Rtype::A))), ["web.testns.svc.cluster.local. 5 IN A 10.0.0.20"]);
 }

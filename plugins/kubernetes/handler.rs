@@ -43,6 +43,8 @@ pub struct Options {
     /// Addresses of this server, for the NS records of the zone (CoreDNS's `localIPs`).
     pub local_ips: Vec<IpAddr>,
     pub startup_timeout: Duration,
+    /// The host's resolv.conf search list, after the cluster's own in autopath's search path.
+    pub autopath_search: Vec<String>,
 }
 
 /// State shared between the handler and the watchers.
@@ -269,7 +271,7 @@ impl Kubernetes {
         match self.opts.pods {
             PodMode::Insecure => Ok(vec![hit]),
             _ => {
-                if store.pod_namespaces(&ip).iter().any(|ns| matches(r.namespace, ns)) {
+                if store.pod_namespaces(&ip).iter().any(|(ns, _)| matches(r.namespace, ns)) {
                     Ok(vec![hit])
                 } else {
                     Err(NameError)
@@ -292,8 +294,9 @@ impl Kubernetes {
             return Err(NameError);
         }
         if let Some(ext) = &svc.external_name {
-            // ExternalName services have no endpoints, ports or protocols to ask for.
-            if !r.endpoint.is_empty() || !r.port.is_empty() || !r.protocol.is_empty() {
+            // ExternalName services have no endpoints (CoreDNS does not look at the port and
+            // protocol labels here: `_p._tcp.ext.ns.svc.ZONE` is the CNAME too).
+            if !r.endpoint.is_empty() {
                 return Err(NameError);
             }
             // CoreDNS: only a host name (not an address) makes a CNAME.
@@ -316,7 +319,7 @@ impl Kubernetes {
                     let sentinel = [Port::new("", "", -1)];
                     let ports = if slice.ports.is_empty() { &sentinel[..] } else { &slice.ports[..] };
                     for p in ports {
-                        if !(matches(r.port, &p.name) && matches(r.protocol, &p.protocol)) {
+                        if !(matches(r.port, &p.name) && matches(r.protocol, p.protocol.as_str())) {
                             continue;
                         }
                         found = true;
@@ -328,7 +331,7 @@ impl Kubernetes {
             let sentinel = [Port::new("", "", -1)];
             let ports = if svc.ports.is_empty() { &sentinel[..] } else { &svc.ports[..] };
             for p in ports {
-                if !(matches(r.port, &p.name) && matches(r.protocol, &p.protocol)) {
+                if !(matches(r.port, &p.name) && matches(r.protocol, p.protocol.as_str())) {
                     continue;
                 }
                 found = true;
@@ -344,23 +347,38 @@ impl Kubernetes {
         }
     }
 
-    /// CoreDNS's `nsAddrs`: the ClusterIPs of the services whose endpoints are this server,
-    /// named as those services; else this server's addresses, named `ns.dns.ZONE`.
-    fn ns_addrs(&self, store: &Store, zone: &str) -> Vec<(String, IpAddr)> {
+    /// CoreDNS's `nsAddrs`: the services whose endpoints are this server, by their ClusterIPs
+    /// (a headless one by those endpoints' addresses, named after them); with `external`, their
+    /// external addresses (`k8s_external`). When no endpoint is this server: this server's
+    /// addresses, named `ns.dns.ZONE`.
+    fn ns_addrs_for(&self, store: &Store, zone: &str, external: bool) -> Vec<(String, IpAddr)> {
         let mut out = Vec::new();
+        let mut found = false;
         for ip in &self.opts.local_ips {
             for sk in store.endpoint_services_for_ip(ip) {
-                if let Some(svc) = store.service_by_key(sk) {
-                    for cip in &svc.cluster_ips {
-                        out.push((format!("{sk}.svc.{zone}"), *cip));
+                found = true;
+                let Some(svc) = store.service_by_key(sk) else { continue };
+                if external {
+                    out.extend(svc.external_ips.iter().map(|eip| (format!("{sk}.{zone}"), *eip)));
+                } else if svc.headless {
+                    for slice in store.slices(sk) {
+                        for a in &slice.addrs {
+                            out.push((format!("{}.{sk}.svc.{zone}", endpoint_hostname(a, self.opts.endpoint_pod_names)), a.ip));
+                        }
                     }
+                } else {
+                    out.extend(svc.cluster_ips.iter().map(|cip| (format!("{sk}.svc.{zone}"), *cip)));
                 }
             }
         }
-        if out.is_empty() {
+        if !found {
             out = self.opts.local_ips.iter().map(|ip| (format!("ns.dns.{zone}"), *ip)).collect();
         }
         out
+    }
+
+    fn ns_addrs(&self, store: &Store, zone: &str) -> Vec<(String, IpAddr)> {
+        self.ns_addrs_for(store, zone, false)
     }
 
     /// CoreDNS's kubernetes `Services`: the special names, then `records`.
@@ -647,9 +665,121 @@ impl Plugin for Kubernetes {
     }
 }
 
+/// `autopath @kubernetes` (CoreDNS's `AutoPath`): the search path of the running pod that sent
+/// the query, found by its address (`pods verified` keeps the index), as kubelet writes it into
+/// the pod's resolv.conf: `NS.svc.ZONE`, `svc.ZONE`, `ZONE`, then the host's search list, then
+/// the name as asked.
+impl crate::plugin::AutoPath for Kubernetes {
+    fn search_path(&self, req: &Request) -> Option<Vec<String>> {
+        if self.opts.pods != PodMode::Verified {
+            return None;
+        }
+        let lower = req.name_lower();
+        let zone = &self.opts.zones[self.zone_of(&lower)?];
+        let ip = req.client.ip().to_canonical();
+        let ns = {
+            let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+            store.pod_namespaces(&ip).iter().find(|(_, running)| *running)?.0.clone()
+        };
+        let mut search = Vec::with_capacity(4 + self.opts.autopath_search.len());
+        if zone == "." {
+            search.extend([format!("{ns}.svc."), "svc.".to_string(), ".".to_string()]);
+        } else {
+            search.extend([format!("{ns}.svc.{zone}"), format!("svc.{zone}"), zone.clone()]);
+        }
+        search.extend(self.opts.autopath_search.iter().cloned());
+        search.push(String::new());
+        Some(search)
+    }
+}
+
+/// `k8s_external` (CoreDNS's `External`, `ExternalAddress`, `ExternalSerial`, `ExternalReverse`).
+impl crate::plugin::External for Kubernetes {
+    fn external(&self, base: &str, headless: bool) -> Result<Vec<crate::plugin::ExternalHit>, ()> {
+        use crate::plugin::ExternalHit;
+        let segs: Vec<&str> = base.split('.').filter(|s| !s.is_empty()).collect();
+        let Some((&namespace, rest)) = segs.split_last() else { return Err(()) };
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        if !self.namespace_exposed(&store, namespace) {
+            return Err(());
+        }
+        let Some((&service, rest)) = rest.split_last() else { return Ok(Vec::new()) };
+        let strip = |s: &'_ str| s.strip_prefix('_').unwrap_or(s).to_string();
+        let (endpoint, port, protocol) = match rest {
+            [] => (String::new(), String::new(), String::new()),
+            [e] => (strip(e), String::new(), String::new()),
+            [p, pr] => (String::new(), strip(p), strip(pr)),
+            _ => return Err(()),
+        };
+        let k = key(service, namespace);
+        let Some(svc) = store.service_by_key(&k) else { return Err(()) };
+        let sentinel = [Port::new("", "", -1)];
+        let mut hits = Vec::new();
+        let mut found = false;
+        if headless && svc.external_ips.is_empty() && (svc.headless || !endpoint.is_empty()) {
+            for slice in store.slices(&k) {
+                let ports = if slice.ports.is_empty() { &sentinel[..] } else { &slice.ports[..] };
+                for a in &slice.addrs {
+                    let host = endpoint_hostname(a, self.opts.endpoint_pod_names);
+                    if !matches(&endpoint, &host) {
+                        continue;
+                    }
+                    for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, p.protocol.as_str())) {
+                        found = true;
+                        hits.push(ExternalHit { ip: a.ip, port: p.port, target: format!("{host}.{service}.{namespace}") });
+                    }
+                }
+            }
+        } else {
+            let ports = if svc.ports.is_empty() { &sentinel[..] } else { &svc.ports[..] };
+            for ip in &svc.external_ips {
+                for p in ports.iter().filter(|p| matches(&port, &p.name) && matches(&protocol, p.protocol.as_str())) {
+                    found = true;
+                    hits.push(ExternalHit { ip: *ip, port: p.port, target: format!("{service}.{namespace}") });
+                }
+            }
+        }
+        if found {
+            Ok(hits)
+        } else {
+            Err(())
+        }
+    }
+
+    fn external_reverse(&self, ip: IpAddr) -> Vec<String> {
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        store
+            .external_services_for_ip(&ip)
+            .iter()
+            .filter(|sk| self.configured_namespace(sk.rsplit('.').next().unwrap_or("")))
+            .map(|sk| sk.to_string())
+            .collect()
+    }
+
+    fn external_ns_addrs(&self) -> Vec<IpAddr> {
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<IpAddr> = Vec::new();
+        for (_, ip) in self.ns_addrs_for(&store, ".", true) {
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+        out
+    }
+
+    fn external_serial(&self) -> u32 {
+        self.shared.store.read().unwrap_or_else(|e| e.into_inner()).modified
+    }
+
+    fn external_ready(&self) -> bool {
+        self.shared.synced() || self.shared.started.elapsed() >= self.opts.startup_timeout
+    }
+}
+
 #[cfg(test)]
 pub(super) fn for_tests(opts: Options, fill: impl FnOnce(&mut Store)) -> Kubernetes {
     let shared = Arc::new(Shared::new(true));
+    shared.store.write().expect("not poisoned").keep_targets = opts.endpoint_pod_names;
     fill(&mut shared.store.write().expect("not poisoned"));
     Kubernetes { shared, opts, _watch: None }
 }

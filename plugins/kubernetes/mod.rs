@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::plugin::prelude::*;
 use crate::plugin::zone_text as zone;
+use crate::plugin::{AutoPath, External, Links};
 pub use handler::PodMode;
 use handler::{Kubernetes, Options, Shared};
 
@@ -225,8 +226,12 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
         fallthrough,
         local_ips: local_ips(),
         startup_timeout: c.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+        // CoreDNS reads the host's /etc/resolv.conf for autopath's search path, whatever the
+        // root: the search list of the machine this server runs on.
+        autopath_search: std::fs::read_to_string("/etc/resolv.conf").map(|t| crate::plugin::resolv_conf_search(&t)).unwrap_or_default(),
     };
     let shared = Arc::new(Shared::new(false));
+    shared.store.write().unwrap_or_else(|e| e.into_inner()).keep_targets = c.endpoint_pod_names;
     let wc = watch::WatchConfig {
         connect,
         labels: c.labels.clone(),
@@ -235,7 +240,11 @@ pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
         pods: c.pods == PodMode::Verified,
     };
     let handle = watch::start(wc, shared.clone())?;
-    ctx.add_handler(Arc::new(Kubernetes { shared, opts, _watch: Some(handle) }));
+    let k = Arc::new(Kubernetes { shared, opts, _watch: Some(handle) });
+    // autopath and k8s_external, set up before this plugin, read these slots when serving.
+    let _ = ctx.state::<Links<dyn AutoPath>>().slot("kubernetes").set(k.clone());
+    let _ = ctx.state::<Links<dyn External>>().slot("kubernetes").set(k.clone());
+    ctx.add_handler(k);
     Ok(())
 }
 

@@ -233,6 +233,15 @@ fn external_names_ptr_and_pods() {
                 ..Case::EMPTY
             },
             Case { qname: "ext.testns.svc.cluster.local.", qtype: Rtype::SRV, authority: &[SOA], ..Case::EMPTY },
+            // As CoreDNS: port and protocol labels do not matter to an ExternalName service; an
+            // endpoint label does (NXDOMAIN).
+            Case {
+                qname: "_http._tcp.ext.testns.svc.cluster.local.",
+                qtype: Rtype::CNAME,
+                answer: &["_http._tcp.ext.testns.svc.cluster.local. 5 IN CNAME ext.interwebs.test."],
+                ..Case::EMPTY
+            },
+            Case { qname: "ep.ext.testns.svc.cluster.local.", qtype: Rtype::CNAME, rcode: Rcode::NXDOMAIN, authority: &[SOA], ..Case::EMPTY },
             Case {
                 qname: "1.0.0.10.in-addr.arpa.",
                 qtype: Rtype::PTR,
@@ -270,7 +279,7 @@ fn pods_modes_endpoint_pod_names_and_filters() {
     // verified: only a pod with that address in that namespace.
     let k = for_tests(Options { pods: PodMode::Verified, ..opts() }, |s| {
         cluster(s);
-        s.upsert_pod("pod-2", "testns", Some(ip("172.0.0.2")));
+        s.upsert_pod("pod-2", "testns", Some(ip("172.0.0.2")), true);
         s.modified = 1_700_000_000;
     });
     let c: Vec<Arc<dyn Plugin>> = vec![Arc::new(k)];
@@ -397,4 +406,33 @@ fn readme_examples_set_up() {
     for ex in crate::testing::readme_examples(include_str!("README.md")) {
         crate::config::from_corefile_str(&ex, "README.md").unwrap_or_else(|e| panic!("{ex}: {e:?}"));
     }
+}
+
+#[test]
+fn ns_of_a_headless_dns_service_and_wildcards() {
+    // This server (172.0.0.9) is an endpoint of a headless service: the NS names its endpoints,
+    // as CoreDNS's nsAddrs does.
+    let k = for_tests(opts(), |s| {
+        cluster(s);
+        s.upsert_service("kube-dns", "kube-system", Service { headless: true, ports: vec![Port::new("dns", "UDP", 53)], ..Default::default() });
+        s.modified = 1_700_000_000;
+    });
+    let c: Vec<Arc<dyn Plugin>> = vec![Arc::new(k)];
+    run_cases(
+        &c,
+        &[
+            Case {
+                qname: "cluster.local.",
+                qtype: Rtype::NS,
+                answer: &["cluster.local. 5 IN NS 172-0-0-9.kube-dns.kube-system.svc.cluster.local."],
+                additional: &["172-0-0-9.kube-dns.kube-system.svc.cluster.local. 5 IN A 172.0.0.9"],
+                ..Case::EMPTY
+            },
+            // No wildcards (CoreDNS dropped them in 1.9): `*` and `any` are names like others.
+            Case { qname: "*.testns.svc.cluster.local.", rcode: Rcode::NXDOMAIN, authority: &[SOA], ..Case::EMPTY },
+            Case { qname: "svc1.*.svc.cluster.local.", rcode: Rcode::NXDOMAIN, authority: &[SOA], ..Case::EMPTY },
+            Case { qname: "any.testns.svc.cluster.local.", rcode: Rcode::NXDOMAIN, authority: &[SOA], ..Case::EMPTY },
+            Case { qname: "_*._*.svc1.testns.svc.cluster.local.", qtype: Rtype::SRV, rcode: Rcode::NXDOMAIN, authority: &[SOA], ..Case::EMPTY },
+        ],
+    );
 }

@@ -167,7 +167,8 @@ enum Op {
     Service(String, String, Option<store::Service>),
     Slice(String, String, Option<store::Slice>),
     Namespace(String, bool),
-    Pod(String, String, Option<IpAddr>),
+    /// Name, namespace, IP, running.
+    Pod(String, String, Option<IpAddr>, bool),
 }
 
 impl Op {
@@ -179,7 +180,7 @@ impl Op {
             Op::Slice(n, ns, None) => s.delete_slice(&n, &ns),
             Op::Namespace(n, true) => s.upsert_namespace(&n),
             Op::Namespace(n, false) => s.delete_namespace(&n),
-            Op::Pod(n, ns, ip) => s.upsert_pod(&n, &ns, ip),
+            Op::Pod(n, ns, ip, running) => s.upsert_pod(&n, &ns, ip, running),
         }
     }
 }
@@ -216,9 +217,24 @@ impl Compact for Service {
             headless,
             external_name: if external { spec.external_name.as_deref().map(Into::into) } else { None },
             ports: spec.ports.iter().flatten().map(|p| port(p.name.as_ref(), p.protocol.as_ref(), p.port)).collect(),
+            external_ips: external_ips(self),
         };
         Some(Op::Service(n, ns, Some(svc)))
     }
+}
+
+/// `spec.externalIPs`, then the `status.loadBalancer.ingress` IPs, without duplicates (CoreDNS's
+/// `ExternalIPs` of a service object).
+fn external_ips(svc: &Service) -> Vec<IpAddr> {
+    let spec = svc.spec.iter().flat_map(|s| s.external_ips.iter().flatten());
+    let lb = svc.status.iter().flat_map(|s| s.load_balancer.iter().flat_map(|l| l.ingress.iter().flatten().filter_map(|i| i.ip.as_ref())));
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in spec.chain(lb).filter_map(|s| IpAddr::from_str(s).ok()) {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
 }
 
 impl Compact for EndpointSlice {
@@ -266,10 +282,12 @@ impl Compact for Pod {
         let (n, ns) = ns_name(self);
         // A pod on its way out answers no more (CoreDNS's `Deleting`).
         if !present || self.meta().deletion_timestamp.is_some() {
-            return Some(Op::Pod(n, ns, None));
+            return Some(Op::Pod(n, ns, None, false));
         }
-        let ip = self.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|s| IpAddr::from_str(s).ok());
-        Some(Op::Pod(n, ns, ip))
+        let status = self.status.as_ref();
+        let ip = status.and_then(|s| s.pod_ip.as_deref()).and_then(|s| IpAddr::from_str(s).ok());
+        let running = status.and_then(|s| s.phase.as_deref()) == Some("Running");
+        Some(Op::Pod(n, ns, ip, running))
     }
 }
 
@@ -327,10 +345,24 @@ where
         }
         last.set(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
         match ev {
-            Event::Init => buffer.clear(),
+            Event::Init => {
+                buffer.clear();
+                // A first list that failed half way starts again from nothing.
+                if first {
+                    shared.store.write().unwrap_or_else(|e| e.into_inner()).clear(kind);
+                }
+            }
+            // NOTE: the first list goes straight into the store: nothing is answered from it
+            // before every watcher has synced, and buffering it would hold the cluster twice
+            // at the peak, memory the allocator then keeps.
+            Event::InitApply(o) if first => {
+                if let Some(op) = o.op(true) {
+                    op.apply(&mut shared.store.write().unwrap_or_else(|e| e.into_inner()));
+                }
+            }
             Event::InitApply(o) => buffer.extend(o.op(true)),
             Event::InitDone => {
-                {
+                if !first {
                     let mut s = shared.store.write().unwrap_or_else(|e| e.into_inner());
                     s.clear(kind);
                     for op in buffer.drain(..) {
@@ -338,11 +370,15 @@ where
                     }
                     s.touch();
                 }
-                buffer.shrink_to_fit();
+                buffer = Vec::new();
                 synced_gauge.set(1.0);
                 if first {
                     first = false;
                     if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        // The lists' JSON and API objects are gone; this thread now mostly
+                        // waits, and would keep their pages resident. Before answering: the
+                        // memory of a synced server is its steady state.
+                        crate::plugin::release_free_memory();
                         shared.synced.store(true, Ordering::Release);
                         log::info!(target: "plugin/kubernetes", "synced with the API server");
                     }

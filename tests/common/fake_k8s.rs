@@ -345,3 +345,24 @@ pub fn slice(namespace: &str, name: &str, service: &str, endpoints: &[(&str, Opt
            "metadata": meta(name, namespace, json!({"kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"})),
            "endpoints": eps, "ports": ports})
 }
+
+/// A Pod with its address and phase (`Running`, `Pending`, ...).
+pub fn pod(namespace: &str, name: &str, ip: &str, phase: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta(name, namespace, json!({"app": name})),
+           "spec": {"containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}], "nodeName": "node-1",
+                    "dnsPolicy": "ClusterFirst", "restartPolicy": "Always"},
+           "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "172.18.0.2", "qosClass": "BestEffort"}})
+}
+
+/// `svc` (a Service) with `spec.externalIPs` and, as a LoadBalancer, ingress IPs.
+pub fn with_external(mut svc: Value, external_ips: &[&str], ingress_ips: &[&str]) -> Value {
+    if !external_ips.is_empty() {
+        svc["spec"]["externalIPs"] = json!(external_ips);
+    }
+    if !ingress_ips.is_empty() {
+        svc["spec"]["type"] = json!("LoadBalancer");
+        let ingress: Vec<Value> = ingress_ips.iter().map(|ip| json!({"ip": ip, "ipMode": "VIP"})).collect();
+        svc["status"]["loadBalancer"] = json!({"ingress": ingress});
+    }
+    svc
+}
