@@ -68,9 +68,20 @@ impl Secret {
     /// A secret from the OS's random generator.
     pub fn random() -> Secret {
         let mut key = [0u8; 16];
-        // NOTE: getrandom fails only where the OS has no generator at all; a fixed key would
-        // make cookies forgeable, so there is no fallback.
-        getrandom::fill(&mut key).expect("the OS random generator works");
+        if getrandom::fill(&mut key).is_err() {
+            // NOTE: the getrandom crate can fail where the kernel's generator is there: in a
+            // static binary it looks the system call's wrapper up at run time, finds nothing and
+            // falls back to /dev/urandom, which a minimal container may not have. std seeds its
+            // hash maps from the same kernel generator by its own route; its SipHash of a
+            // counter under those random keys gives the 128 bits. A fixed key would make cookies
+            // forgeable, so there is no other fallback.
+            use std::hash::{BuildHasher, Hasher};
+            for (i, chunk) in key.chunks_mut(8).enumerate() {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_usize(i);
+                chunk.copy_from_slice(&h.finish().to_le_bytes());
+            }
+        }
         Secret(key)
     }
 
