@@ -145,6 +145,10 @@ pub struct Request {
     /// The COOKIE option the reply carries (client cookie and our server cookie), set with
     /// `cookie`.
     pub cookie_reply: Option<[u8; crate::cookie::REPLY_LEN]>,
+    /// The most bytes the reply may take on the wire, set by a plugin that bounds amplification
+    /// (`ratelimit`'s `max_amplification`): a larger reply leaves truncated (TC=1, no records),
+    /// checked on the final wire form, OPT record and all.
+    pub reply_cap: Option<usize>,
 }
 
 impl Request {
@@ -190,6 +194,7 @@ impl Request {
             view: Arc::from(""),
             cookie: crate::cookie::CookieState::None,
             cookie_reply: None,
+            reply_cap: None,
         }
     }
 }
@@ -625,6 +630,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         view: no_server(),
         cookie: crate::cookie::CookieState::None,
         cookie_reply: None,
+        reply_cap: None,
     };
     if counts.qdcount() == 0 {
         return Err(Rejected::CookieOnly(Box::new(req)));

@@ -356,6 +356,18 @@ pub fn zone_name(z: &str) -> Result<domain::base::name::Name<bytes::Bytes>, Stri
     std::str::FromStr::from_str(&s).map_err(|e| format!("invalid zone {z:?}: {e}"))
 }
 
+/// Parses `fallthrough [ZONES...]`: the zones as written (none: every name), each checked to be
+/// a name.
+pub fn parse_fallthrough(line: &Line) -> Result<Vec<String>, SetupError> {
+    line.no_block()?;
+    let mut zs = Vec::new();
+    for t in line.args() {
+        zone_name(&t.text).map_err(|m| t.err(m))?;
+        zs.push(t.text.clone());
+    }
+    Ok(zs)
+}
+
 /// [`zone_name`] in presentation form: lower case with the trailing dot.
 pub fn zone_text(z: &str) -> Result<String, String> {
     zone_name(z).map(|n| n.fmt_with_dot().to_string())

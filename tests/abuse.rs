@@ -12,17 +12,6 @@ use common::*;
 use domain::base::iana::{OptRcode, Rtype};
 use ferrite::message::Reply;
 
-/// Polls `f` every 50ms until it holds, for at most `within`.
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
 
 /// Raises this process's soft limit on open files to its hard limit (a thousand connections
 /// need more than the common 1024).

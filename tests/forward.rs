@@ -21,17 +21,6 @@ fn ttl(r: &Reply) -> u32 {
     r.answer.iter().chain(&r.authority).map(|r| r.ttl().as_secs()).min().unwrap_or(0)
 }
 
-/// Polls `f` every 50ms until it holds, for at most `within`.
-fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
 
 #[test]
 fn forwards_to_knot_over_udp_and_tcp() {

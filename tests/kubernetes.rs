@@ -6,25 +6,13 @@ mod common;
 #[path = "common/fake_k8s.rs"]
 mod fake_k8s;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{http_get, tcp, udp, Ferrite, Q};
+use common::{eventually, http_get, tcp, udp, Ferrite, Q};
 use domain::base::iana::{OptRcode, Rtype};
 use fake_k8s::{external_name, namespace, pod, service, slice, with_external, FakeApi};
 use ferrite::message::Reply;
 
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn cluster(api: &FakeApi) {
     for ns in ["default", "kube-system", "testns"] {

@@ -12,19 +12,6 @@ fn txt(f: &Ferrite, name: &str) -> Vec<String> {
     r.answer.iter().map(|r| r.to_string()).collect()
 }
 
-/// Polls `check` until it holds, for at most `within`.
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
 
 #[test]
 fn health_ready_and_metrics_share_a_port_or_not() {

@@ -214,6 +214,39 @@ fn replies_over_the_amplification_ratio_are_truncated_over_udp_only() {
     assert_eq!(metric(&metrics(&f), "coredns_ratelimit_amplification_truncated_total", ""), 1.0);
 }
 
+/// The cap holds on the final wire form: with the OPT record, a server cookie and an NSID option
+/// added after ratelimit looked at the reply, a UDP reply is within RATIO times its query, or is
+/// the truncated question alone.
+#[test]
+fn the_amplification_cap_holds_on_the_wire_with_opt_cookie_and_nsid() {
+    for ratio in ["1.5", "2", "2.5", "3", "4"] {
+        let f = server(&format!("    nsid a-rather-long-name-for-this-server-instance\n    ratelimit {{\n        max_amplification {ratio}\n    }}\n"));
+        let ratio: f64 = ratio.parse().expect("ratio");
+        for (i, name) in ["www.example.test.", "multi.example.test.", "ns.example.test.", "nope.example.test."].iter().enumerate() {
+            for nsid in [false, true] {
+                let mut q = cookie_query(name, i as u16, &[9, 8, 7, 6, 5, 4, 3, 2]);
+                if nsid {
+                    // An empty NSID option (code 3) after the cookie: the reply gets our NSID.
+                    // The OPT's RDLENGTH sits before the cookie option (4 + 8 bytes).
+                    let at = q.len() - 12 - 2;
+                    let rdlen = u16::from_be_bytes([q[at], q[at + 1]]) + 4;
+                    q[at..at + 2].copy_from_slice(&rdlen.to_be_bytes());
+                    q.extend_from_slice(&[0, 3, 0, 0]);
+                }
+                let wire = udp_raw(f.v4(), &q, Duration::from_secs(2)).expect("a reply");
+                let r = Reply::from_wire(&wire).expect("reply parses");
+                let cap = (q.len() as f64 * ratio) as usize;
+                assert!(
+                    wire.len() <= cap || (r.header.tc() && r.answer.is_empty() && r.authority.is_empty()),
+                    "ratio {ratio}, {name} nsid {nsid}: {} bytes for a {}-byte query: {r:?}",
+                    wire.len(),
+                    q.len()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn any_is_answered_minimally_by_file_and_any() {
     // file: one RRset of the name (RFC 8482 §4.2), not all four types with the big TXT set.

@@ -43,16 +43,7 @@ pub struct Config {
 
 pub use crate::plugin::zone_name;
 
-/// Parses `fallthrough [ZONES...]`.
-pub fn parse_fallthrough(line: &Line) -> Result<Vec<String>, SetupError> {
-    line.no_block()?;
-    let mut zs = Vec::new();
-    for t in line.args() {
-        zone_name(&t.text).map_err(|m| t.err(m))?;
-        zs.push(t.text.clone());
-    }
-    Ok(zs)
-}
+pub use crate::plugin::parse_fallthrough;
 
 pub fn parse(d: &Directive) -> Result<Config, SetupError> {
     let Some(file) = d.args.first() else {

@@ -76,15 +76,7 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
                 let t = &line.nargs(1, 1)?[0];
                 c.reload = Some(t.duration()?);
             }
-            "fallthrough" => {
-                line.no_block()?;
-                let mut zs = Vec::new();
-                for t in line.args() {
-                    zone(&t.text).map_err(|m| t.err(m))?;
-                    zs.push(t.text.clone());
-                }
-                c.fallthrough = Some(zs);
-            }
+            "fallthrough" => c.fallthrough = Some(crate::plugin::parse_fallthrough(line)?),
             key => {
                 // A line that starts with an IP address is an inline hosts entry (CoreDNS: any
                 // line before the options whose first word parses as an address).

@@ -66,15 +66,7 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
                 line.nargs(0, 0)?;
                 c.headless = true;
             }
-            "fallthrough" => {
-                line.no_block()?;
-                let mut zs = Vec::new();
-                for t in line.args() {
-                    zone_text(&t.text).map_err(|m| t.err(m))?;
-                    zs.push(t.text.clone());
-                }
-                c.fallthrough = Some(zs);
-            }
+            "fallthrough" => c.fallthrough = Some(crate::plugin::parse_fallthrough(line)?),
             _ => return Err(line.unknown()),
         }
     }

@@ -143,15 +143,7 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
                 line.nargs(0, 0)?;
                 c.noendpoints = true;
             }
-            "fallthrough" => {
-                line.no_block()?;
-                let mut zs = Vec::new();
-                for t in line.args() {
-                    zone(&t.text).map_err(|m| t.err(m))?;
-                    zs.push(t.text.clone());
-                }
-                c.fallthrough = Some(zs);
-            }
+            "fallthrough" => c.fallthrough = Some(crate::plugin::parse_fallthrough(line)?),
             "ignore" => {
                 let t = &line.nargs(1, 1)?[0];
                 if t.text != "empty_service" {

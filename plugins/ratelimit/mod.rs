@@ -419,9 +419,11 @@ impl Plugin for RateLimit {
             }
             let reply = reply?;
             if let Some(ratio) = self.max_amplification {
-                // NOTE: the size is measured before the edge adds OPT and before plugins above
-                // this one (nsid) add to the reply: a few bytes more may go out.
                 let limit = (req.wire.len() as f64 * ratio) as usize;
+                // The reply as the plugins below built it: over the cap, truncated here and
+                // counted. The edge checks the final wire form against the same cap, so the OPT
+                // record it adds, or options of plugins above (nsid), cannot take it over either.
+                req.reply_cap = Some(limit);
                 if !reply.header.tc() && reply.to_wire(req.max_reply_size()).len() > limit {
                     self.truncated.inc(&[&req.server]);
                     return Ok(truncated(req, reply.rcode, reply.plugin));

@@ -201,7 +201,16 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
     let mut fut = Box::pin(async move {
         let mut reply = chain.serve(&mut req).await?;
         finish_reply(&req, &mut reply);
-        let wire = reply.to_wire(req.max_reply_size());
+        let mut wire = reply.to_wire(req.max_reply_size());
+        if req.reply_cap.is_some_and(|cap| wire.len() > cap) && !reply.header.tc() {
+            // Over the amplification cap: the question alone, truncated, for the client to ask
+            // again over TCP (the reply keeps its rcode, OPT and cookie).
+            reply.answer.clear();
+            reply.authority.clear();
+            reply.additional.clear();
+            reply.header.set_tc(true);
+            wire = reply.to_wire(req.max_reply_size());
+        }
         if let Some(m) = &chain.metrics {
             m.record(&req, &reply, wire.len());
         }

@@ -285,3 +285,17 @@ pub fn run_tool(tool: &str, args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("{tool} is needed for this test (apt-get install knot-dnsutils bind9-dnsutils): {e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Polls `check` every 20 ms until it holds, for at most `within`; whether it came to hold.
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
