@@ -234,6 +234,14 @@ pub struct SetupCtx<'c> {
 
 
 impl<'c> SetupCtx<'c> {
+    /// The zones a plugin serves: those it was `given`, else the server block's.
+    pub fn zones_or(&self, given: &[String]) -> Result<Vec<domain::base::name::Name<bytes::Bytes>>, SetupError> {
+        if given.is_empty() {
+            return Ok(self.zones.to_vec());
+        }
+        given.iter().map(|z| zone_name(z)).collect::<Result<_, _>>().map_err(SetupError::new)
+    }
+
     pub fn new(zones: &'c [domain::base::name::Name<bytes::Bytes>], root: PathBuf, server: &'c mut ServerOptions) -> Self {
         SetupCtx {
             zones,
@@ -366,6 +374,11 @@ pub fn parse_fallthrough(line: &Line) -> Result<Vec<String>, SetupError> {
         zs.push(t.text.clone());
     }
     Ok(zs)
+}
+
+/// The names of a parsed `fallthrough` (`None`: none; an empty list: every name).
+pub fn fallthrough_names(f: &Option<Vec<String>>) -> Result<Option<Vec<domain::base::name::Name<bytes::Bytes>>>, SetupError> {
+    f.as_ref().map(|zs| zs.iter().map(|z| zone_name(z)).collect::<Result<Vec<_>, _>>()).transpose().map_err(SetupError::new)
 }
 
 /// [`zone_name`] in presentation form: lower case with the trailing dot.

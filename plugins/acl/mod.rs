@@ -128,11 +128,7 @@ fn net(s: &str) -> Result<Vec<Cidr>, String> {
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     let err = SetupError::new;
-    let zones = if c.zones.is_empty() {
-        ctx.zones.to_vec()
-    } else {
-        c.zones.iter().map(|z| zone(z).and_then(|z| Name::from_str(&z).map_err(|e| e.to_string()))).collect::<Result<_, _>>().map_err(err)?
-    };
+    let zones = ctx.zones_or(&c.zones)?;
     let mut policies = Vec::new();
     for p in &c.policies {
         let mut types = Vec::new();

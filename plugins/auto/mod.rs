@@ -67,13 +67,8 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     let err = |m: String| SetupError::new(m);
-    let zones = if c.zones.is_empty() {
-        ctx.zones.to_vec()
-    } else {
-        c.zones.iter().map(|z| zone_name(z)).collect::<Result<Vec<_>, _>>().map_err(err)?
-    };
-    let fallthrough =
-        c.fallthrough.as_ref().map(|zs| zs.iter().map(|z| zone_name(z)).collect::<Result<Vec<_>, _>>()).transpose().map_err(err)?;
+    let zones = ctx.zones_or(&c.zones)?;
+    let fallthrough = crate::plugin::fallthrough_names(&c.fallthrough)?;
     // CoreDNS anchors the regex: it must match the whole file name.
     let re = c.regex.as_deref().unwrap_or(DEFAULT_REGEX);
     let regex = Regex::new(&format!("^(?:{re})$")).map_err(|e| err(format!("could not parse regex {re:?}: {e}")))?;

@@ -82,17 +82,8 @@ pub fn parse(d: &Directive) -> Result<Config, SetupError> {
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     let err = |m: String| SetupError::new(m);
-    let origins = if c.zones.is_empty() {
-        ctx.zones.to_vec()
-    } else {
-        c.zones.iter().map(|z| zone_name(z)).collect::<Result<Vec<_>, _>>().map_err(err)?
-    };
-    let fallthrough = c
-        .fallthrough
-        .as_ref()
-        .map(|zs| zs.iter().map(|z| zone_name(z)).collect::<Result<Vec<_>, _>>())
-        .transpose()
-        .map_err(err)?;
+    let origins = ctx.zones_or(&c.zones)?;
+    let fallthrough = crate::plugin::fallthrough_names(&c.fallthrough)?;
     let path = ctx.path(&c.file);
     let mut zones = Vec::new();
     for origin in origins {

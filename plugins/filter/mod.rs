@@ -81,11 +81,7 @@ fn rtype(s: &str) -> Result<Rtype, String> {
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     let err = SetupError::new;
-    let zones: Vec<Name<Bytes>> = if c.zones.is_empty() {
-        ctx.zones.to_vec()
-    } else {
-        c.zones.iter().map(|z| zone(z).and_then(|z| Name::from_str(&z).map_err(|e| e.to_string()))).collect::<Result<_, _>>().map_err(err)?
-    };
+    let zones: Vec<Name<Bytes>> = ctx.zones_or(&c.zones)?;
     let mut types = c.types.iter().map(|t| rtype(t)).collect::<Result<Vec<_>, _>>().map_err(err)?;
     if types.is_empty() {
         types.push(Rtype::AAAA);

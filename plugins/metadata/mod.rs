@@ -202,11 +202,7 @@ impl CompiledMap {
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {
     let err = SetupError::new;
-    let zones: Vec<Name<Bytes>> = if c.zones.is_empty() {
-        ctx.zones.to_vec()
-    } else {
-        c.zones.iter().map(|z| zone(z).and_then(|z| Name::from_str(&z).map_err(|e| e.to_string()))).collect::<Result<_, _>>().map_err(err)?
-    };
+    let zones: Vec<Name<Bytes>> = ctx.zones_or(&c.zones)?;
     let mut maps = Vec::new();
     for m in &c.maps {
         let mut cm = CompiledMap {
