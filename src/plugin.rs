@@ -509,6 +509,60 @@ pub fn resolv_conf_search(text: &str) -> Vec<String> {
     out
 }
 
+/// While one of these lives, memory the allocator frees goes back to the system at once instead
+/// of after a short delay. For a plugin loading a large transient data set at start-up (the
+/// kubernetes plugin's first list of the cluster): the delayed hand-back is done only on later
+/// allocator activity, which an idle server may not have for a long time, so those pages would
+/// stay resident. Guards nest (a reload may overlap a load); the last one dropped restores the
+/// allocator's setting. Without mimalloc this does nothing (see `release_free_memory`).
+pub struct PromptRelease(());
+
+#[cfg(feature = "mimalloc")]
+static PROMPT_RELEASE: std::sync::Mutex<(usize, std::os::raw::c_long)> = std::sync::Mutex::new((0, 0));
+
+impl PromptRelease {
+    pub fn new() -> PromptRelease {
+        #[cfg(feature = "mimalloc")]
+        {
+            let mut g = PROMPT_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
+            if g.0 == 0 {
+                // SAFETY: reading and setting an allocator option is thread-safe.
+                unsafe {
+                    g.1 = libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY);
+                    libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+                }
+            }
+            g.0 += 1;
+        }
+        PromptRelease(())
+    }
+}
+
+impl Default for PromptRelease {
+    fn default() -> Self {
+        PromptRelease::new()
+    }
+}
+
+impl Drop for PromptRelease {
+    fn drop(&mut self) {
+        #[cfg(feature = "mimalloc")]
+        {
+            let mut g = PROMPT_RELEASE.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 -= 1;
+            if g.0 == 0 {
+                // SAFETY: as in `new`.
+                unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, g.1) };
+            }
+        }
+    }
+}
+
+/// mimalloc's `mi_option_purge_delay` (milliseconds; 0 = at once), which the sys crate does not
+/// name: its place in `mi_option_t` (mimalloc.h) is the same in mimalloc 2 and 3.
+#[cfg(feature = "mimalloc")]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 /// Hands the calling thread's free heap memory back to the system. For a plugin that has just
 /// dropped a large transient load on a thread of its own, which then sits idle and would keep
 /// those pages resident (the kubernetes plugin after its first list of the cluster).
@@ -522,5 +576,31 @@ pub fn release_free_memory() {
     // SAFETY: malloc_trim only returns glibc's free memory to the system.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(all(test, feature = "mimalloc"))]
+mod prompt_release_tests {
+    use super::{PromptRelease, MI_OPTION_PURGE_DELAY, PROMPT_RELEASE};
+
+    fn purge_delay() -> std::os::raw::c_long {
+        // SAFETY: reading an allocator option.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
+
+    #[test]
+    fn guards_nest_and_the_last_one_restores_the_delay() {
+        // Other tests' kubernetes plugins may hold guards of their own meanwhile.
+        let a = PromptRelease::new();
+        let b = PromptRelease::new();
+        assert_eq!(purge_delay(), 0);
+        drop(a);
+        assert_eq!(purge_delay(), 0, "one guard is still alive");
+        drop(b);
+        let g = PROMPT_RELEASE.lock().unwrap();
+        if g.0 == 0 {
+            assert_eq!(purge_delay(), g.1, "the delay from before the first guard");
+            assert_ne!(g.1, 0, "mimalloc's default delay is not 0");
+        }
     }
 }

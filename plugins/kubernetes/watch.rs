@@ -134,7 +134,7 @@ async fn run(cfg: WatchConfig, shared: Arc<Shared>) {
     };
     let base = watcher::Config::default().page_size(500);
     let kinds = 2 + usize::from(cfg.endpoints) + usize::from(cfg.pods);
-    let pending = Arc::new(AtomicUsize::new(kinds));
+    let pending = Arc::new(Pending { left: AtomicUsize::new(kinds), prompt: std::sync::Mutex::new(Some(crate::plugin::PromptRelease::new())) });
     let services = watch(
         watcher::watcher(Api::<Service>::all(client.clone()), with_labels(base.clone(), &cfg.labels)),
         Kind::Service,
@@ -312,7 +312,15 @@ fn kind_label(k: Kind) -> &'static str {
 
 /// Feeds one watcher's events into the store. A relist is buffered until it is complete and
 /// then replaces the kind's objects at once, so a query never sees half a list.
-async fn watch<K, S>(stream: S, kind: Kind, shared: Arc<Shared>, pending: Arc<AtomicUsize>)
+/// The watchers still to finish their first list. Until they have, memory the lists free goes
+/// back to the system at once (`PromptRelease`): the server's memory once it answers is then
+/// the cluster's model, not the model plus the lists' garbage.
+struct Pending {
+    left: AtomicUsize,
+    prompt: std::sync::Mutex<Option<crate::plugin::PromptRelease>>,
+}
+
+async fn watch<K, S>(stream: S, kind: Kind, shared: Arc<Shared>, pending: Arc<Pending>)
 where
     K: Compact,
     S: Stream<Item = Result<Event<K>, watcher::Error>> + Send,
@@ -374,11 +382,12 @@ where
                 synced_gauge.set(1.0);
                 if first {
                     first = false;
-                    if pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if pending.left.fetch_sub(1, Ordering::AcqRel) == 1 {
                         // The lists' JSON and API objects are gone; this thread now mostly
                         // waits, and would keep their pages resident. Before answering: the
                         // memory of a synced server is its steady state.
                         crate::plugin::release_free_memory();
+                        pending.prompt.lock().unwrap_or_else(|e| e.into_inner()).take();
                         shared.synced.store(true, Ordering::Release);
                         log::info!(target: "plugin/kubernetes", "synced with the API server");
                     }
