@@ -11,8 +11,11 @@
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -92,22 +95,104 @@ impl Waiting {
             Outcome::Drop => None,
             Outcome::Reply(out) => Some(out),
             Outcome::Pending(fut) => match overload::admit(&self.in_flight, router.options.max_in_flight) {
-                Some(slot) => {
-                    let sock = self.sock.clone();
-                    self.rt.spawn(async move {
-                        let _slot = slot;
-                        let Some(out) = fut.await else { return };
-                        // A UDP send does not block on a socket with buffer space; a full buffer
-                        // drops the reply, as the kernel would for a non-blocking send.
-                        let _ = sock.send_to(&out, peer);
-                    });
-                    None
-                }
+                Some(slot) => Deferred::start(Job { fut, slot, sock: self.sock.clone(), peer }, &self.rt),
                 None => {
                     drop(fut);
                     overload::refuse(query, peer, Proto::Udp, router)
                 }
             },
+        }
+    }
+}
+
+/// A query left waiting, with what its reply needs.
+struct Job {
+    fut: Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>,
+    slot: overload::Slot,
+    sock: Arc<UdpSocket>,
+    peer: SocketAddr,
+}
+
+impl Job {
+    async fn finish(self) {
+        let Job { fut, slot, sock, peer } = self;
+        let _slot = slot;
+        let Some(out) = fut.await else { return };
+        // A UDP send does not block on a socket with buffer space; a full buffer drops the
+        // reply, as the kernel would for a non-blocking send.
+        let _ = sock.send_to(&out, peer);
+    }
+}
+
+/// A waiting query that becomes a task on the worker's runtime only when something it waits
+/// for happens. Spawning at once would wake the runtime's thread (a write to its event fd, a
+/// context switch) just to poll the query and park again, the same moment the UDP thread
+/// has already polled it; instead the query is polled here once more with a waker of its own,
+/// which registers that waker with the runtime's reactor and timers. When the upstream's reply
+/// (or a timer) fires, the reactor calls the waker on the runtime's own thread, where the
+/// spawned task goes on the local queue without waking anything.
+struct Deferred {
+    state: AtomicU8,
+    job: Mutex<Option<Job>>,
+    rt: tokio::runtime::Handle,
+}
+
+/// The UDP thread is polling the job.
+const POLLING: u8 = 0;
+/// Woken while the UDP thread was polling: the UDP thread spawns it.
+const WOKEN: u8 = 1;
+/// Parked in `job`, waiting for a wake.
+const PARKED: u8 = 2;
+/// Spawned (or finished): later wakes are the task's business, or nobody's.
+const GONE: u8 = 3;
+
+impl Deferred {
+    /// Polls `job` with the deferred waker: its reply if ready now, else `None` (the job then
+    /// finishes on the runtime).
+    fn start(mut job: Job, rt: &tokio::runtime::Handle) -> Option<Vec<u8>> {
+        let d = Arc::new(Deferred { state: AtomicU8::new(POLLING), job: Mutex::new(None), rt: rt.clone() });
+        let waker = Waker::from(d.clone());
+        match job.fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(out) => {
+                d.state.store(GONE, Ordering::Release);
+                return out;
+            }
+            Poll::Pending => {}
+        }
+        *d.job.lock().unwrap_or_else(|e| e.into_inner()) = Some(job);
+        if d.state.compare_exchange(POLLING, PARKED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // Woken during the poll (the reply came already): run it now.
+            d.state.store(GONE, Ordering::Release);
+            d.spawn();
+        }
+        None
+    }
+
+    fn spawn(&self) {
+        if let Some(job) = self.job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.rt.spawn(job.finish());
+        }
+    }
+}
+
+impl Wake for Deferred {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match s {
+                POLLING => WOKEN,
+                PARKED => GONE,
+                _ => return,
+            };
+            match self.state.compare_exchange(s, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) if s == PARKED => return self.spawn(),
+                Ok(_) => return,
+                Err(now) => s = now,
+            }
         }
     }
 }
@@ -250,5 +335,91 @@ mod mmsg {
                 sent += n as usize;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A worker runtime on a thread of its own, as the server runs them.
+    fn worker() -> tokio::runtime::Handle {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let h = rt.handle().clone();
+        std::thread::spawn(move || rt.block_on(std::future::pending::<()>()));
+        h
+    }
+
+    /// Starts `fut` as the UDP thread does and returns what the client gets.
+    fn run(fut: Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>, rt: &tokio::runtime::Handle) -> (Option<Vec<u8>>, UdpSocket, Arc<AtomicUsize>) {
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("bind"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let slot = overload::admit(&count, 10).expect("a slot");
+        let _g = rt.enter();
+        let now = Deferred::start(Job { fut, slot, sock, peer: client.local_addr().expect("addr") }, rt);
+        (now, client, count)
+    }
+
+    /// Whether the listener's count of waiting queries comes back to 0 within a second.
+    fn released(count: &AtomicUsize) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while count.load(Ordering::SeqCst) != 0 {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
+    }
+
+    fn reply(client: &UdpSocket) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let n = client.recv(&mut buf).expect("a reply");
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn a_query_woken_by_a_timer_is_finished_on_the_runtime() {
+        let rt = worker();
+        let fut = Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some(b"late".to_vec())
+        });
+        let (now, client, count) = run(fut, &rt);
+        assert_eq!(now, None);
+        assert_eq!(reply(&client), b"late");
+        assert!(released(&count), "the slot is given back");
+    }
+
+    #[test]
+    fn a_query_woken_while_it_is_being_polled_is_not_lost() {
+        let rt = worker();
+        // Wakes itself during the poll and is pending once: the wake comes while the UDP thread
+        // holds the job.
+        let mut first = true;
+        let fut = Box::pin(std::future::poll_fn(move |cx| {
+            if std::mem::take(&mut first) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(Some(b"again".to_vec()))
+        }));
+        let (now, client, count) = run(fut, &rt);
+        assert_eq!(now, None);
+        assert_eq!(reply(&client), b"again");
+        assert!(released(&count), "the slot is given back");
+    }
+
+    #[test]
+    fn a_query_ready_on_the_second_poll_is_answered_at_once() {
+        let rt = worker();
+        let fut = Box::pin(async { Some(b"now".to_vec()) });
+        let (now, _client, count) = run(fut, &rt);
+        assert_eq!(now.as_deref(), Some(&b"now"[..]));
+        assert_eq!(count.load(Ordering::SeqCst), 0, "the slot is given back");
     }
 }
