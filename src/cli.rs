@@ -5,60 +5,51 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use clap::{Parser, Subcommand};
+
 use crate::config::{self, Config, Problem};
 use crate::plugins::REGISTRY;
 use crate::server;
 
-/// What the command line asks for. Flags may come before or after the command.
-#[derive(Debug)]
+#[derive(Parser, Debug)]
+#[command(name = "ferrite", about = "A DNS server in the family of CoreDNS", disable_version_flag = true)]
 struct Cli {
-    cmd: Cmd,
-    /// Corefile or RON configuration to load.
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// Corefile or RON configuration to load (default: ./Corefile if present, else `.:53 { whoami log }`)
+    #[arg(short = 'c', long = "conf", global = true, value_name = "FILE")]
     conf: Option<PathBuf>,
-    /// Default port for server blocks that name none.
+    /// Default port for server blocks that name none
+    #[arg(long = "dns.port", global = true, value_name = "PORT", default_value_t = 53)]
     dns_port: u16,
+    /// Print no initialization output
+    #[arg(long, global = true)]
     quiet: bool,
+    /// Write the process ID to this file
+    #[arg(long, global = true, value_name = "FILE")]
     pidfile: Option<PathBuf>,
+    /// List the compiled-in plugins and exit
+    #[arg(long)]
     plugins: bool,
+    /// Print the version and exit
+    #[arg(long)]
     version: bool,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Serve DNS (the default)
     Run,
-    Check(PathBuf),
-    Convert(PathBuf),
-    Help,
+    /// Validate a configuration without serving it
+    Check { file: PathBuf },
+    /// Print a Corefile as RON
+    Convert { file: PathBuf },
+    /// List the compiled-in plugins in execution order
+    Plugins,
 }
 
-const USAGE: &str = "Usage: ferrite [OPTIONS] [COMMAND]";
-
-const HELP: &str = "A DNS server in the family of CoreDNS
-
-Usage: ferrite [OPTIONS] [COMMAND]
-
-Commands:
-  run           Serve DNS (the default)
-  check FILE    Validate a configuration without serving it
-  convert FILE  Print a Corefile as RON
-  plugins       List the compiled-in plugins in execution order
-  help          Print this message
-
-Options:
-  -c, -conf FILE      Corefile or RON configuration to load (default: ./Corefile if present, else `.:53 { whoami log }`)
-      -dns.port PORT  Default port for server blocks that name none [default: 53]
-      -quiet          Print no initialization output
-      -pidfile FILE   Write the process ID to this file
-      -plugins        List the compiled-in plugins and exit
-      -version        Print the version and exit
-  -h, -help           Print help
-
-Long options take one dash, as CoreDNS's do, or two: -conf FILE, --conf=FILE.
-";
-
-/// CoreDNS's flags take one dash (Go's flag package); lexopt reads `-conf` as `-c onf`, so
-/// they are given a second dash first.
-const GO_FLAGS: &[&str] = &["conf", "dns.port", "plugins", "version", "quiet", "pidfile", "help"];
+/// CoreDNS's flags take one dash; clap wants two for long names.
+const GO_FLAGS: &[&str] = &["conf", "dns.port", "plugins", "version", "quiet", "pidfile"];
 
 fn normalize(args: Vec<OsString>) -> Vec<OsString> {
     args.into_iter()
@@ -75,97 +66,37 @@ fn normalize(args: Vec<OsString>) -> Vec<OsString> {
         .collect()
 }
 
-/// Parses the arguments after the program's name. Written out on lexopt rather than derived
-/// with clap: clap was about 250 KB of the minimal static binary (README, Sizes), for a dozen
-/// flags.
-fn parse(args: Vec<OsString>) -> Result<Cli, String> {
-    use lexopt::prelude::*;
-    let mut cli =
-        Cli { cmd: Cmd::Run, conf: None, dns_port: 53, quiet: false, pidfile: None, plugins: false, version: false };
-    let mut cmd: Option<String> = None;
-    let mut file: Option<PathBuf> = None;
-    let mut help = false;
-    let mut p = lexopt::Parser::from_args(normalize(args));
-    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
-        match arg {
-            Short('c') | Long("conf") => cli.conf = Some(p.value().map_err(|e| e.to_string())?.into()),
-            Long("dns.port") => {
-                let v = p.value().map_err(|e| e.to_string())?;
-                let text = v.to_string_lossy();
-                cli.dns_port =
-                    text.parse().map_err(|e| format!("invalid value '{text}' for '--dns.port <PORT>': {e}"))?;
-            }
-            Long("quiet") => cli.quiet = true,
-            Long("pidfile") => cli.pidfile = Some(p.value().map_err(|e| e.to_string())?.into()),
-            Long("plugins") => cli.plugins = true,
-            Long("version") => cli.version = true,
-            Short('h') | Long("help") => help = true,
-            Value(v) if cmd.is_none() => {
-                let name = v.into_string().map_err(|v| format!("unrecognized subcommand {v:?}"))?;
-                if !["run", "check", "convert", "plugins", "help"].contains(&name.as_str()) {
-                    return Err(format!("unrecognized subcommand '{name}'"));
-                }
-                cmd = Some(name);
-            }
-            Value(v) if file.is_none() && matches!(cmd.as_deref(), Some("check" | "convert")) => file = Some(v.into()),
-            Value(v) => return Err(format!("unexpected argument '{}' found", v.to_string_lossy())),
-            Short(c) => return Err(format!("unexpected argument '-{c}' found")),
-            Long(l) => return Err(format!("unexpected argument '--{l}' found")),
-        }
-    }
-    cli.cmd = match cmd.as_deref() {
-        _ if help => Cmd::Help,
-        None | Some("run") => Cmd::Run,
-        // `plugins` is `-plugins` spelled as a command.
-        Some("plugins") => {
-            cli.plugins = true;
-            Cmd::Run
-        }
-        Some("help") => Cmd::Help,
-        Some(c) => {
-            let file = file.ok_or_else(|| format!("{c} needs a FILE: ferrite {c} FILE"))?;
-            if c == "check" {
-                Cmd::Check(file)
-            } else {
-                Cmd::Convert(file)
-            }
-        }
-    };
-    Ok(cli)
-}
-
 /// Runs the command line; returns the exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match parse(args.into_iter().skip(1).collect()) {
+    let cli = match Cli::try_parse_from(normalize(args)) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}\n\nFor more information, try '--help'.");
-            return 2;
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    // Help first, then the flags that print and exit, then the command.
+    if cli.version {
+        println!("{}", version_text());
+        return 0;
+    }
+    if cli.plugins {
+        print_plugins();
+        return 0;
+    }
     match cli.cmd {
-        Cmd::Help => {
-            print!("{HELP}");
-            0
-        }
-        _ if cli.version => {
-            println!("{}", version_text());
-            0
-        }
-        _ if cli.plugins => {
+        Some(Cmd::Plugins) => {
             print_plugins();
             0
         }
-        Cmd::Check(ref file) => check(file, cli.dns_port),
-        Cmd::Convert(ref file) => match config::load(file) {
+        Some(Cmd::Check { ref file }) => check(file, cli.dns_port),
+        Some(Cmd::Convert { ref file }) => match config::load(file) {
             Ok(c) => {
                 print!("{}", config::to_ron(&c));
                 0
             }
             Err(p) => report(&p),
         },
-        Cmd::Run => run(&cli),
+        None | Some(Cmd::Run) => run(&cli),
     }
 }
 
@@ -467,72 +398,13 @@ fn jitter_fraction() -> f64 {
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<OsString> {
-        a.iter().map(OsString::from).collect()
-    }
-
     #[test]
     fn go_style_flags() {
-        let n = normalize(args(&["-conf", "x", "-dns.port=1053", "-c", "y", "--quiet", "-v", "-help"]));
+        let n = normalize(["ferrite", "-conf", "x", "-dns.port=1053", "-c", "y", "--quiet", "-v"].map(OsString::from).to_vec());
         let n: Vec<_> = n.iter().map(|s| s.to_str().expect("utf8")).collect();
-        assert_eq!(n, ["--conf", "x", "--dns.port=1053", "-c", "y", "--quiet", "-v", "--help"]);
-        let cli = parse(args(&["-conf", "/etc/coredns/Corefile"])).expect("kubeadm's args parse");
+        assert_eq!(n, ["ferrite", "--conf", "x", "--dns.port=1053", "-c", "y", "--quiet", "-v"]);
+        let cli = Cli::try_parse_from(normalize(["ferrite", "-conf", "/etc/coredns/Corefile"].map(OsString::from).to_vec()))
+            .expect("kubeadm's args parse");
         assert_eq!(cli.conf.as_deref(), Some(Path::new("/etc/coredns/Corefile")));
-        assert_eq!(cli.cmd, Cmd::Run);
-    }
-
-    #[test]
-    fn parses_commands_and_flags_in_any_order() {
-        // (arguments, command, conf, dns.port, quiet, pidfile, plugins, version)
-        type Want = (Cmd, Option<&'static str>, u16, bool, Option<&'static str>, bool, bool);
-        let cases: &[(&[&str], Want)] = &[
-            (&[], (Cmd::Run, None, 53, false, None, false, false)),
-            (&["run", "--conf=a", "-dns.port", "1053"], (Cmd::Run, Some("a"), 1053, false, None, false, false)),
-            (&["-c", "a", "-dns.port=0", "-quiet", "-pidfile", "p"], (Cmd::Run, Some("a"), 0, true, Some("p"), false, false)),
-            (&["-cfile"], (Cmd::Run, Some("file"), 53, false, None, false, false)),
-            (&["check", "x.Corefile", "-dns.port", "1053"], (Cmd::Check("x.Corefile".into()), None, 1053, false, None, false, false)),
-            (&["-conf", "a", "convert", "b"], (Cmd::Convert("b".into()), Some("a"), 53, false, None, false, false)),
-            (&["plugins"], (Cmd::Run, None, 53, false, None, true, false)),
-            (&["-plugins"], (Cmd::Run, None, 53, false, None, true, false)),
-            (&["--version"], (Cmd::Run, None, 53, false, None, false, true)),
-            (&["-h"], (Cmd::Help, None, 53, false, None, false, false)),
-            (&["check", "-help", "x"], (Cmd::Help, None, 53, false, None, false, false)),
-            (&["help"], (Cmd::Help, None, 53, false, None, false, false)),
-            (&["--", "check", "-x"], (Cmd::Check("-x".into()), None, 53, false, None, false, false)),
-        ];
-        for (a, want) in cases {
-            let c = parse(args(a)).unwrap_or_else(|e| panic!("{a:?}: {e}"));
-            let got = (
-                c.cmd,
-                c.conf.as_deref().map(|p| p.to_str().expect("utf8")),
-                c.dns_port,
-                c.quiet,
-                c.pidfile.as_deref().map(|p| p.to_str().expect("utf8")),
-                c.plugins,
-                c.version,
-            );
-            assert_eq!(&got, want, "{a:?}");
-        }
-    }
-
-    #[test]
-    fn rejects_what_it_does_not_know() {
-        let cases: &[(&[&str], &str)] = &[
-            (&["-bogus"], "unexpected argument '-b' found"),
-            (&["--bogus"], "unexpected argument '--bogus' found"),
-            (&["extra"], "unrecognized subcommand 'extra'"),
-            (&["check"], "check needs a FILE"),
-            (&["convert"], "convert needs a FILE"),
-            (&["check", "a", "b"], "unexpected argument 'b' found"),
-            (&["run", "a"], "unexpected argument 'a' found"),
-            (&["-conf"], "missing argument for option '--conf'"),
-            (&["-dns.port", "x"], "invalid value 'x' for '--dns.port <PORT>'"),
-            (&["-dns.port", "65536"], "invalid value '65536'"),
-            (&["-quiet=true"], "unexpected argument for option '--quiet'"),
-        ];
-        for (a, want) in cases {
-            let e = parse(args(a)).expect_err(&format!("{a:?}"));
-            assert!(e.contains(want), "{a:?}: want {want:?} in {e:?}");
-        }
     }
 }
