@@ -1,6 +1,6 @@
 //! The command line: `ferrite [run] [-c FILE]`, `check`, `convert`, `plugins`, and CoreDNS's
-//! single-dash flags (`-conf`, `-dns.port`, `-plugins`, `-version`, `-quiet`, `-pidfile`) so that
-//! existing manifests work as they are.
+//! single-dash flags (`-conf`, `-dns.port`, `-plugins`, `-version`, `-quiet`, `-pidfile`, `-help`)
+//! so that existing manifests work as they are.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -12,11 +12,19 @@ use crate::plugins::REGISTRY;
 use crate::server;
 
 #[derive(Parser, Debug)]
-#[command(name = "ferrite", about = "A DNS server in the family of CoreDNS", disable_version_flag = true)]
+#[command(
+    name = "ferrite",
+    disable_version_flag = true,
+    // NOTE: the help and usage texts are written out below and clap is built without its `help`
+    // and `usage` features, which would generate them (README, Sizes). A new flag or command
+    // goes into HELP too; a test checks that every one is there.
+    override_help = HELP,
+    override_usage = USAGE
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Corefile or RON configuration to load (default: ./Corefile if present, else `.:53 { whoami log }`)
+    /// Corefile or RON configuration to load
     #[arg(short = 'c', long = "conf", global = true, value_name = "FILE")]
     conf: Option<PathBuf>,
     /// Default port for server blocks that name none
@@ -29,27 +37,56 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pidfile: Option<PathBuf>,
     /// List the compiled-in plugins and exit
-    #[arg(long)]
+    #[arg(long, global = true)]
     plugins: bool,
     /// Print the version and exit
-    #[arg(long)]
+    #[arg(long, global = true)]
     version: bool,
 }
 
-#[derive(Subcommand, Debug)]
+/// The commands. Each one's `--help` is the whole command line's: it is short.
+#[derive(Subcommand, Debug, PartialEq, Eq)]
 enum Cmd {
     /// Serve DNS (the default)
+    #[command(override_help = HELP, override_usage = "ferrite run [OPTIONS]")]
     Run,
     /// Validate a configuration without serving it
+    #[command(override_help = HELP, override_usage = "ferrite check [OPTIONS] <FILE>")]
     Check { file: PathBuf },
     /// Print a Corefile as RON
+    #[command(override_help = HELP, override_usage = "ferrite convert [OPTIONS] <FILE>")]
     Convert { file: PathBuf },
     /// List the compiled-in plugins in execution order
+    #[command(override_help = HELP, override_usage = "ferrite plugins")]
     Plugins,
 }
 
-/// CoreDNS's flags take one dash; clap wants two for long names.
-const GO_FLAGS: &[&str] = &["conf", "dns.port", "plugins", "version", "quiet", "pidfile"];
+const USAGE: &str = "ferrite [OPTIONS] [COMMAND]";
+
+const HELP: &str = "A DNS server in the family of CoreDNS
+
+Usage: ferrite [OPTIONS] [COMMAND]
+
+Commands:
+  run           Serve DNS (the default)
+  check FILE    Validate a configuration without serving it
+  convert FILE  Print a Corefile as RON
+  plugins       List the compiled-in plugins in execution order
+  help          Print this message
+
+Options:
+  -c, -conf FILE      Corefile or RON configuration to load (default: ./Corefile if present, else `.:53 { whoami log }`)
+      -dns.port PORT  Default port for server blocks that name none [default: 53]
+      -quiet          Print no initialization output
+      -pidfile FILE   Write the process ID to this file
+      -plugins        List the compiled-in plugins and exit
+      -version        Print the version and exit
+  -h, -help           Print help
+
+Long options take one dash, as CoreDNS's do, or two: -conf FILE, --conf=FILE.";
+
+/// CoreDNS's flags take one dash (Go's flag package); clap wants two for long names.
+const GO_FLAGS: &[&str] = &["conf", "dns.port", "plugins", "version", "quiet", "pidfile", "help"];
 
 fn normalize(args: Vec<OsString>) -> Vec<OsString> {
     args.into_iter()
@@ -396,15 +433,108 @@ fn jitter_fraction() -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
     use super::*;
+
+    fn parse(a: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(normalize(std::iter::once("ferrite").chain(a.iter().copied()).map(OsString::from).collect()))
+    }
 
     #[test]
     fn go_style_flags() {
-        let n = normalize(["ferrite", "-conf", "x", "-dns.port=1053", "-c", "y", "--quiet", "-v"].map(OsString::from).to_vec());
+        let n = normalize(["ferrite", "-conf", "x", "-dns.port=1053", "-c", "y", "--quiet", "-v", "-help"].map(OsString::from).to_vec());
         let n: Vec<_> = n.iter().map(|s| s.to_str().expect("utf8")).collect();
-        assert_eq!(n, ["ferrite", "--conf", "x", "--dns.port=1053", "-c", "y", "--quiet", "-v"]);
-        let cli = Cli::try_parse_from(normalize(["ferrite", "-conf", "/etc/coredns/Corefile"].map(OsString::from).to_vec()))
-            .expect("kubeadm's args parse");
+        assert_eq!(n, ["ferrite", "--conf", "x", "--dns.port=1053", "-c", "y", "--quiet", "-v", "--help"]);
+        let cli = parse(&["-conf", "/etc/coredns/Corefile"]).expect("kubeadm's args parse");
         assert_eq!(cli.conf.as_deref(), Some(Path::new("/etc/coredns/Corefile")));
+        assert_eq!(cli.cmd, None);
+    }
+
+    #[test]
+    fn parses_commands_and_flags_in_any_order() {
+        // (arguments, (command, conf, dns.port, quiet, pidfile, plugins, version))
+        type Want = (Option<Cmd>, Option<&'static str>, u16, bool, Option<&'static str>, bool, bool);
+        let check = |f: &str| Some(Cmd::Check { file: f.into() });
+        let cases: &[(&[&str], Want)] = &[
+            (&[], (None, None, 53, false, None, false, false)),
+            (&["run", "--conf=a", "-dns.port", "1053"], (Some(Cmd::Run), Some("a"), 1053, false, None, false, false)),
+            (&["-c", "a", "-dns.port=0", "-quiet", "-pidfile", "p"], (None, Some("a"), 0, true, Some("p"), false, false)),
+            (&["-cfile"], (None, Some("file"), 53, false, None, false, false)),
+            (&["-conf=a"], (None, Some("a"), 53, false, None, false, false)),
+            (&["check", "x.Corefile", "-dns.port", "1053"], (check("x.Corefile"), None, 1053, false, None, false, false)),
+            (&["-conf", "a", "convert", "b"], (Some(Cmd::Convert { file: "b".into() }), Some("a"), 53, false, None, false, false)),
+            (&["plugins"], (Some(Cmd::Plugins), None, 53, false, None, false, false)),
+            (&["-plugins"], (None, None, 53, false, None, true, false)),
+            (&["--version"], (None, None, 53, false, None, false, true)),
+            (&["check", "x", "-version"], (check("x"), None, 53, false, None, false, true)),
+            (&["check", "--", "-x"], (check("-x"), None, 53, false, None, false, false)),
+        ];
+        for (a, want) in cases {
+            let c = parse(a).unwrap_or_else(|e| panic!("{a:?}: {e}"));
+            let got = (
+                c.cmd,
+                c.conf.as_deref().map(|p| p.to_str().expect("utf8")),
+                c.dns_port,
+                c.quiet,
+                c.pidfile.as_deref().map(|p| p.to_str().expect("utf8")),
+                c.plugins,
+                c.version,
+            );
+            assert_eq!(&got, want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_know() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-bogus"], "unexpected argument '-b' found"),
+            (&["--bogus"], "unexpected argument '--bogus' found"),
+            (&["extra"], "unrecognized subcommand 'extra'"),
+            (&["check"], "required arguments were not provided"),
+            (&["convert"], "required arguments were not provided"),
+            (&["check", "a", "b"], "unexpected argument 'b' found"),
+            (&["run", "a"], "unexpected argument 'a' found"),
+            (&["-conf"], "a value is required for '--conf <FILE>'"),
+            (&["-dns.port", "x"], "invalid value 'x' for '--dns.port <PORT>'"),
+            (&["-dns.port", "65536"], "invalid value '65536'"),
+            (&["-quiet=true"], "unexpected value 'true' for '--quiet'"),
+        ];
+        for (a, want) in cases {
+            let Err(e) = parse(a) else { panic!("{a:?} parsed") };
+            assert!(e.use_stderr(), "{a:?}: an error, exit code 2");
+            let text = e.to_string();
+            assert!(text.contains(want), "{a:?}: want {want:?} in {text:?}");
+            assert!(text.starts_with("error: ") && text.ends_with("For more information, try '--help'.\n"), "{a:?}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn help_in_every_spelling_is_the_written_text() {
+        for a in [&["-h"][..], &["-help"], &["--help"], &["help"], &["check", "-help"], &["help", "convert"], &["-conf", "x", "-h"]] {
+            let Err(e) = parse(a) else { panic!("{a:?} parsed") };
+            assert_eq!(e.kind(), ErrorKind::DisplayHelp, "{a:?}");
+            assert!(!e.use_stderr(), "{a:?}: help goes to stdout, exit code 0");
+            assert_eq!(e.to_string().trim_end(), HELP, "{a:?}");
+        }
+    }
+
+    /// HELP is written by hand (clap's help generator is not built in): it names every flag and
+    /// command clap knows.
+    #[test]
+    fn help_names_every_flag_and_command() {
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            if let Some(long) = arg.get_long() {
+                assert!(HELP.contains(&format!(" -{long}")), "HELP lacks -{long}");
+            }
+            if let Some(short) = arg.get_short() {
+                assert!(HELP.contains(&format!("-{short}, ")), "HELP lacks -{short}");
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            assert!(HELP.contains(&format!("\n  {} ", sub.get_name())), "HELP lacks the command {}", sub.get_name());
+        }
     }
 }

@@ -122,6 +122,29 @@ fn plugins_and_version() {
     }
 }
 
+/// Help in CoreDNS's spelling and clap's, and what a wrong command line gets: exit code, stream.
+#[test]
+fn help_and_usage_errors() {
+    for args in [&["-help"][..], &["--help"], &["-h"], &["help"], &["check", "-help"]] {
+        let (code, out, err) = ferrite(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.starts_with("A DNS server in the family of CoreDNS\n\nUsage: ferrite [OPTIONS] [COMMAND]\n"), "{args:?}: {out}");
+        assert!(out.contains("-dns.port PORT"), "{args:?}: {out}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+    for (args, want) in [
+        (&["-bogus"][..], "error: unexpected argument '-b' found"),
+        (&["-dns.port", "x"], "error: invalid value 'x' for '--dns.port <PORT>'"),
+        (&["check"], "Usage: ferrite check [OPTIONS] <FILE>"),
+        (&["nosuch"], "error: unrecognized subcommand 'nosuch'"),
+    ] {
+        let (code, out, err) = ferrite(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(err.contains(want) && err.contains("try '--help'"), "{args:?}: want {want:?} in {err}");
+    }
+}
+
 #[test]
 fn convert_prints_ron_that_check_accepts() {
     let dir = temp_dir("convert");

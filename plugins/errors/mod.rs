@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use crate::plugin::parse_duration;
 use crate::plugin::prelude::*;
@@ -150,13 +150,7 @@ fn compile(re: &str) -> Result<Regex, String> {
     if re.len() > MAX_REGEXP_LEN {
         return Err(format!("regexp is {} characters long, the limit is {MAX_REGEXP_LEN}", re.len()));
     }
-    Regex::new(re).map_err(|e| {
-        // A syntax error spans lines (the pattern, a caret under it, then `error: reason`); the
-        // reason is what a one-line message needs.
-        let text = e.to_string();
-        let reason = text.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
-        format!("invalid regexp {re:?}: {}", reason.strip_prefix("error: ").unwrap_or(reason))
-    })
+    Regex::new(re).map_err(|e| format!("invalid regexp {re:?}: {e}"))
 }
 
 pub fn setup(c: &Config, ctx: &mut SetupCtx) -> Result<(), SetupError> {

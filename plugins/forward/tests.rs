@@ -277,6 +277,21 @@ fn resolv_conf_nameservers_are_the_upstreams() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// As in CoreDNS, an upstream is an IP address or a file: a host name is not looked up (a static
+/// binary has no NSS modules for glibc's resolver) but refused at start-up, at the directive.
+#[test]
+fn host_names_are_refused_with_the_position() {
+    for to in ["dns.example", "dns.example:5353", "dns://dns.example", "tls://dns.example%dns.example", "localhost", "/no/such/resolv.conf"] {
+        let text = format!(".:53 {{\n    forward . 127.0.0.1 {to}\n}}\n");
+        let cfg = crate::config::from_corefile_str(&text, "Corefile").expect("parses: the TO is well-formed");
+        let problems = crate::server::setup::build(&cfg, 53).map(|_| ()).expect_err(&text);
+        let got: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].starts_with("Corefile:2:5: plugin/forward: not an IP address or file: \""), "{to}: {}", got[0]);
+        assert!(!problems[0].unavailable, "{to}: an error, not a missing feature");
+    }
+}
+
 #[tokio::test]
 async fn forwards_and_keeps_the_clients_question() {
     let m = mock(script(a_record)).await;
