@@ -274,3 +274,76 @@ fn rejects_bad_options() {
         assert!(setup(text, &["."]).is_err(), "{text}");
     }
 }
+
+/// A zone whose entries straddle any cut: parentheses across lines, quoted strings holding `;`
+/// and `(`, lines that take the last owner, `$ORIGIN` and `$TTL` changes, `$INCLUDE` and
+/// `$GENERATE`.
+const STRADDLING: &str = "$ORIGIN example.org.
+@ 3600 IN SOA ns1 hostmaster ( 2024010101 ; serial (
+        7200 3600
+        1209600 300 )
+        NS ns1
+ns1 A 192.0.2.1
+a 60 A 192.0.2.2
+b A 192.0.2.3
+txt TXT \"a ; b ( c\" \"d\\\"e\" ( \"two\"
+lines )
+    TXT \"the last owner\"
+  ; a comment with \" and (
+esc\\ aped A 192.0.2.4
+bs TXT \"x\\\\\" \"y\"
+$TTL 300
+c A 192.0.2.5
+i A 192.0.2.6
+$TTL 120
+  A 192.0.2.7
+$ORIGIN sub.example.org.
+d A 192.0.2.8
+   AAAA 2001:db8::1
+$ORIGIN example.org.
+$INCLUDE inc.zone
+$INCLUDE inc.zone other.example.org.
+e A 192.0.2.9
+$GENERATE 1-3 g$ A 192.0.2.$
+h TXT ( \"a\" ; inside (
+       \"b\" )
+last A 192.0.2.10";
+
+#[test]
+fn scanning_in_pieces_reads_what_scanning_whole_reads() {
+    use domain::base::Name;
+    let dir = temp_dir_for("file");
+    std::fs::write(dir.join("inc.zone"), "inc A 192.0.2.20\n  TXT \"included\"\n$ORIGIN x.example.org.\ny A 192.0.2.21\n").expect("write");
+    let path = dir.join("db.pieces");
+    let origin: Name<bytes::Bytes> = "example.org.".parse().expect("name");
+    let read = |text: &str, piece: usize| {
+        let mut out = Vec::new();
+        super::loader::parse_text_in_pieces(text, &path, &origin, &mut out, 0, piece).map(|()| out.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+    };
+    let whole = read(STRADDLING, STRADDLING.len() + 1).expect("reads");
+    for want in [
+        "txt.example.org. 60 IN TXT \"a ; b ( c\" \"d\\\"e\" \"two\" \"lines\"",
+        "txt.example.org. 60 IN TXT \"the last owner\"",
+        "b.example.org. 60 IN A 192.0.2.3",
+        "i.example.org. 120 IN A 192.0.2.7",
+        "d.sub.example.org. 120 IN AAAA 2001:db8::1",
+        "inc.example.org. 3600 IN TXT \"included\"",
+        "inc.other.example.org. 3600 IN A 192.0.2.20",
+        "e.example.org. 120 IN A 192.0.2.9",
+        "g3.example.org. 120 IN A 192.0.2.3",
+        "last.example.org. 120 IN A 192.0.2.10",
+    ] {
+        assert!(whole.contains(&want.to_string()), "{want} not in {whole:#?}");
+    }
+    for piece in [1, 2, 3, 5, 8, 13, 40, 100] {
+        assert_eq!(read(STRADDLING, piece).expect("reads"), whole, "pieces of {piece}");
+    }
+    // Errors name the same place, however the text was cut.
+    for bad in [format!("{STRADDLING}\n  A 999.0.0.1\nz A 192.0.2.1\n"), format!("{STRADDLING}\nz TXT ( \"open\n"), format!("$GENERATE 1-2\n{STRADDLING}")] {
+        let whole = read(&bad, bad.len() + 1).expect_err("an error");
+        assert!(whole.contains("db.pieces:"), "{whole}");
+        for piece in [1, 3, 8, 40] {
+            assert_eq!(read(&bad, piece).expect_err("an error"), whole, "pieces of {piece}");
+        }
+    }
+}
