@@ -2,7 +2,7 @@
 //! with `$INCLUDE` followed here (the scanner hands it back) and `$GENERATE` (BIND's extension)
 //! expanded before the scanner sees the text. Errors name the file, line and column.
 //!
-//! A file is read and scanned in pieces of about a megabyte, so a large zone's text is never
+//! A file is read and scanned in pieces of about 256 KiB, so a large zone's text is never
 //! held whole beside the records read from it. The pieces go to one scanner, which keeps the
 //! state one entry hands to the next (`$ORIGIN`, `$TTL`, the last TTL, class and owner, and the
 //! line count); a piece ends only where an entry may start: after a line end that is not inside
@@ -21,7 +21,7 @@ use crate::plugin::Rr;
 const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// About how much text is read and scanned at a time.
-const PIECE: usize = 1 << 20;
+const PIECE: usize = 1 << 18;
 
 /// Reads the records of `path` with `origin` as the initial origin.
 pub fn read_records(path: &Path, origin: &Name<bytes::Bytes>) -> Result<Vec<Rr>, String> {

@@ -347,3 +347,64 @@ fn scanning_in_pieces_reads_what_scanning_whole_reads() {
         }
     }
 }
+
+const PARTS_SOA: &str = "example.org. 300 IN SOA ns.example.org. h.example.org. 1 2 3 4 300";
+
+#[test]
+fn an_rrset_read_in_parts_is_served_whole() {
+    let dir = temp_dir_for("file");
+    let f = dir.join("db.parts");
+    // Records of one RRset apart from each other, a duplicate, names that share ancestors. The
+    // filler names make what the moved and duplicate records leave behind a small part of the
+    // zone, as against the whole of it without them: both ways of storing the rest are served.
+    for filler in [0, 200] {
+        let mut text = String::from("$TTL 300\n@ IN SOA ns h 1 2 3 4 300\nwww A 192.0.2.1\nwww 60 AAAA 2001:db8::1\nmail A 192.0.2.9\n");
+        text += "www 120 A 192.0.2.2\nwww A 192.0.2.1\na.b.deep A 192.0.2.3\nx.b.deep A 192.0.2.4\nx.c.deep A 192.0.2.5\n";
+        for i in 0..filler {
+            text += &format!("f{i} TXT \"filler {i}\"\n");
+        }
+        std::fs::write(&f, text).expect("write");
+        let c = setup(&format!("file {} example.org", f.display()), &["."]).expect("loads");
+        run_cases(
+            &c,
+            &[
+                // RFC 2181 §5.2: one TTL, the first read.
+                Case { qname: "www.example.org.", answer: &["www.example.org. 300 IN A 192.0.2.1", "www.example.org. 300 IN A 192.0.2.2"], ..Case::EMPTY },
+                Case { qname: "www.example.org.", qtype: Rtype::AAAA, answer: &["www.example.org. 60 IN AAAA 2001:db8::1"], ..Case::EMPTY },
+                Case { qname: "mail.example.org.", answer: &["mail.example.org. 300 IN A 192.0.2.9"], ..Case::EMPTY },
+                Case { qname: "x.b.deep.example.org.", answer: &["x.b.deep.example.org. 300 IN A 192.0.2.4"], ..Case::EMPTY },
+                Case { qname: "x.c.deep.example.org.", answer: &["x.c.deep.example.org. 300 IN A 192.0.2.5"], ..Case::EMPTY },
+                // Empty non-terminals, each once.
+                Case { qname: "b.deep.example.org.", authority: &[PARTS_SOA], ..Case::EMPTY },
+                Case { qname: "c.deep.example.org.", authority: &[PARTS_SOA], ..Case::EMPTY },
+                Case { qname: "deep.example.org.", authority: &[PARTS_SOA], ..Case::EMPTY },
+                Case { qname: "d.deep.example.org.", rcode: Rcode::NXDOMAIN, authority: &[PARTS_SOA], ..Case::EMPTY },
+            ],
+        );
+    }
+}
+
+#[test]
+fn more_records_at_one_name_than_a_run_counts() {
+    use domain::base::{Name, Record, Ttl};
+    use domain::rdata::{Aaaa, ZoneRecordData, A};
+    let origin: Name<bytes::Bytes> = "example.org.".parse().expect("name");
+    let owner: Name<bytes::Bytes> = "many.example.org.".parse().expect("name");
+    let mut records = Vec::new();
+    let soa = super::loader::parse_text_in_pieces("@ 300 IN SOA ns h 1 2 3 4 5\n", std::path::Path::new("soa"), &origin, &mut records, 0, 1 << 10);
+    soa.expect("an SOA");
+    // 80,000 records in one run of one owner: more than a run's count of 65,535.
+    for i in 0..40_000u32 {
+        let [_, _, hi, lo] = i.to_be_bytes();
+        records.push(Record::new(owner.clone(), Class::IN, Ttl::from_secs(60), ZoneRecordData::A(A::from_octets(10, 0, hi, lo))));
+        records.push(Record::new(owner.clone(), Class::IN, Ttl::from_secs(60), ZoneRecordData::Aaaa(Aaaa::new(std::net::Ipv6Addr::from(u128::from(i))))));
+    }
+    let zone = super::zone::Zone::build(origin, records).expect("builds");
+    assert_eq!(zone.records, 80_001);
+    for t in [Rtype::A, Rtype::AAAA] {
+        let req = query("many.example.org.", t);
+        let mut reply = crate::message::Reply::for_request(&req);
+        zone.answer(&req, &mut reply);
+        assert_eq!(reply.answer.len(), 40_000, "{t}");
+    }
+}
