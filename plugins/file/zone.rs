@@ -31,6 +31,7 @@ use domain::base::{Record, Ttl};
 use domain::rdata::{Cname, ZoneRecordData};
 use octseq::Parser;
 
+use super::chunked::Chunked;
 use crate::plugin::{Reply, Request, Rr};
 
 /// CNAME and DNAME links followed for one query, as Knot DNS bounds them.
@@ -143,27 +144,33 @@ const NO_RECORDS: u32 = u32::MAX;
 /// the zone: `nodes` gets a node for each run of records with one owner, and `recs` a set of one
 /// record for each record. `finish` sorts the nodes, merges repeats, moves the records into the
 /// nodes' order and merges them into sets in place; RDATA stays where it was read unless an
-/// RRset's records were not read one after another.
+/// RRset's records were not read one after another. The arrays grow in chunks (`Chunked`), so
+/// growing never holds one twice.
 pub struct Builder {
     origin: Name<Bytes>,
     apex_labels: usize,
     apex_key_len: usize,
-    keys: Vec<u8>,
+    keys: Chunked<u8>,
     /// The apex, then for each run of records with one owner its node (`sets` is its first
     /// record in `recs`, `nsets` how many), and the owners' ancestors below the apex, which become
     /// empty non-terminals if nothing else (`sets` is `NO_RECORDS`).
-    nodes: Vec<NodeEntry>,
+    nodes: Chunked<NodeEntry>,
     /// The node of the current run.
     run: usize,
-    /// Where the last owner's labels end in its key (`Key::ends`), and how many it has.
+    /// The last owner's key (less the apex's), where its labels end in its full key
+    /// (`Key::ends`), and how many it has.
+    last_key: [u8; 256],
+    last_key_len: usize,
     last_ends: [u8; 128],
     last_labels: usize,
     /// Owners written with capitals, by where their key starts in `keys`.
     cased: Vec<(u32, Name<Bytes>)>,
     /// One set of one record for each record read; `count` is the length of its RDATA.
-    recs: Vec<SetEntry>,
+    recs: Chunked<SetEntry>,
     /// The records as `Zone::rdata` holds them, in the order read.
-    data: Vec<u8>,
+    data: Chunked<u8>,
+    /// One record's RDATA as it is made.
+    rdata: Vec<u8>,
     soa: Option<Rr>,
     signed: bool,
     error: Option<LoadError>,
@@ -193,22 +200,27 @@ fn same_rdata(rtype: Rtype, a: &[u8], b: &[u8]) -> bool {
 impl Builder {
     pub fn new(origin: Name<Bytes>) -> Builder {
         let apex = Key::new(&origin);
-        Builder {
+        let mut b = Builder {
             origin,
             apex_labels: apex.labels,
             apex_key_len: apex.full().len(),
-            keys: Vec::new(),
-            nodes: vec![NodeEntry { key: 0, sets: NO_RECORDS, key_len: 0, flags: 0, nsets: 0 }],
+            keys: Chunked::new(),
+            nodes: Chunked::new(),
             run: 0,
+            last_key: [0; 256],
+            last_key_len: 0,
             last_ends: [0; 128],
             last_labels: 0,
             cased: Vec::new(),
-            recs: Vec::new(),
-            data: Vec::new(),
+            recs: Chunked::new(),
+            data: Chunked::new(),
+            rdata: Vec::new(),
             soa: None,
             signed: false,
             error: None,
-        }
+        };
+        b.nodes.push(NodeEntry { key: 0, sets: NO_RECORDS, key_len: 0, flags: 0, nsets: 0 });
+        b
     }
 
     /// Adds a record; the first error is kept and returned by `finish`.
@@ -235,7 +247,7 @@ impl Builder {
         let key = Key::new(r.owner());
         let rel = &key.full()[self.apex_key_len..];
         let run = self.nodes[self.run];
-        if self.run > 0 && &self.keys[run.key as usize..run.key as usize + run.key_len as usize] == rel {
+        if self.run > 0 && self.last_key[..self.last_key_len] == *rel {
             if run.nsets < u16::MAX {
                 self.nodes[self.run].nsets += 1;
             } else {
@@ -254,7 +266,7 @@ impl Builder {
             self.run = self.nodes.len() - 1;
             // Empty non-terminals: every ancestor down from the apex gets a node (the apex is
             // the first node). Those the last owner shares have one already.
-            let last = &self.keys[run.key as usize..run.key as usize + run.key_len as usize];
+            let last = &self.last_key[..self.last_key_len];
             let mut shared = self.apex_labels;
             while shared < key.labels.min(self.last_labels) && self.last_ends[shared] == key.ends[shared] && key.prefix(shared + 1)[self.apex_key_len..] == last[..key.ends[shared] as usize - self.apex_key_len] {
                 shared += 1;
@@ -262,20 +274,22 @@ impl Builder {
             for d in shared + 1..key.labels {
                 self.nodes.push(NodeEntry { key: koff, sets: NO_RECORDS, key_len: (key.prefix(d).len() - self.apex_key_len) as u8, flags: 0, nsets: 0 });
             }
-            self.last_ends = key.ends;
+            self.last_key[..rel.len()].copy_from_slice(rel);
+            self.last_key_len = rel.len();
+            self.last_ends[..key.labels].copy_from_slice(&key.ends[..key.labels]);
             self.last_labels = key.labels;
         }
+        self.rdata.clear();
+        if r.data().compose_rdata(&mut self.rdata).is_err() {
+            return Err(format!("{} {}: RDATA cannot be stored", r.owner().fmt_with_dot(), rtype));
+        }
+        let len = u16::try_from(self.rdata.len()).map_err(|_| format!("{} {}: RDATA too long", r.owner().fmt_with_dot(), rtype))?;
         if rtype == Rtype::RRSIG {
             self.signed = true;
             self.data.extend_from_slice(&r.ttl().as_secs().to_be_bytes());
         }
-        let at = self.data.len() + 2;
-        self.data.extend_from_slice(&[0, 0]);
-        if r.data().compose_rdata(&mut self.data).is_err() {
-            return Err(format!("{} {}: RDATA cannot be stored", r.owner().fmt_with_dot(), rtype));
-        }
-        let len = u16::try_from(self.data.len() - at).map_err(|_| format!("{} {}: RDATA too long", r.owner().fmt_with_dot(), rtype))?;
-        self.data[at - 2..at].copy_from_slice(&len.to_be_bytes());
+        self.data.extend_from_slice(&len.to_be_bytes());
+        self.data.extend_from_slice(&self.rdata);
         if rtype == Rtype::SOA {
             if key.labels != self.apex_labels {
                 return Err(format!("{}: SOA not at the zone apex {}", r.owner().fmt_with_dot(), origin.fmt_with_dot()));
@@ -283,7 +297,7 @@ impl Builder {
             if self.soa.is_some() {
                 return Err(format!("{}: more than one SOA record", origin.fmt_with_dot()));
             }
-            let data = parse_rdata(rtype, Bytes::copy_from_slice(&self.data[at..]));
+            let data = parse_rdata(rtype, Bytes::copy_from_slice(&self.rdata));
             self.soa = Some(Record::new(own_name(r.owner()), r.class(), r.ttl(), data));
         }
         self.recs.push(SetEntry { rtype: rtype.to_int(), count: len, ttl: r.ttl().as_secs(), off: off32 });
@@ -292,13 +306,17 @@ impl Builder {
 
     /// Sorts what was read into a zone; checks what RFC 1035 and RFC 2181 require of one.
     pub fn finish(self) -> Result<Zone, LoadError> {
-        let Builder { origin, apex_labels, apex_key_len, keys, mut nodes, cased, mut recs, mut data, soa, signed, error, .. } = self;
+        let Builder { origin, apex_labels, apex_key_len, keys, nodes, cased, mut recs, data, soa, signed, error, .. } = self;
         if let Some(e) = error {
             return Err(e);
         }
         let soa = soa.ok_or_else(|| format!("{}: no SOA record at the zone apex", origin.fmt_with_dot()))?;
         let ZoneRecordData::Soa(s) = soa.data() else { unreachable!("an SOA record holds SOA data") };
         let serial = s.serial().into_int();
+        // NOTE: one array at a time, each chunk freed once copied.
+        let keys = keys.into_vec();
+        let mut nodes = nodes.into_vec();
+        let mut data = data.into_vec();
         let key_of = |n: &NodeEntry| &keys[n.key as usize..n.key as usize + n.key_len as usize];
 
         // The names, sorted, each once: a name's runs in the order read, then its ancestor
@@ -357,10 +375,18 @@ impl Builder {
         // RDATA of sets whose records were not read one after another, gathered after `data`.
         let mut moved: Vec<u8> = Vec::new();
         let mut in_place = 0;
+        let mut group: Vec<SetEntry> = Vec::new();
         for n in 0..nodes.len() {
             let (from, to) = (nodes[n].sets as usize, nodes.get(n + 1).map_or(recs.len(), |m| m.sets as usize));
             nodes[n].sets = sets as u32;
-            recs[from..to].sort_by_key(|r| r.rtype);
+            if to - from > 1 {
+                group.clear();
+                group.extend((from..to).map(|k| recs[k]));
+                group.sort_by_key(|r| r.rtype);
+                for (k, r) in (from..to).zip(&group) {
+                    recs[k] = *r;
+                }
+            }
             let mut i = from;
             while i < to {
                 let t = recs[i].rtype;
@@ -376,7 +402,7 @@ impl Builder {
                 kept.clear();
                 seen.clear();
                 let big = j - i > DEDUP_EXACT_ABOVE;
-                for r in &recs[i..j] {
+                for r in (i..j).map(|k| recs[k]) {
                     let (at, end) = (r.off as usize, r.off as usize + head + r.count as usize);
                     let d = &data[at + head..end];
                     let dup = if big { !seen.insert(d) } else { kept.iter().any(|&(a, b)| same_rdata(rtype, &data[a + head..b], d)) };
@@ -405,6 +431,7 @@ impl Builder {
         }
         drop(seen);
         recs.truncate(sets);
+        let mut sets = recs.into_vec();
         u32::try_from(data.len() + moved.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
         let live = in_place + moved.len();
         data.extend_from_slice(&moved);
@@ -412,7 +439,7 @@ impl Builder {
         // Duplicates and moved sets leave RDATA that no set points at: when that is more than an
         // eighth, the sets' records are copied to a buffer of their own.
         if data.len() - live > data.len() / 8 {
-            data = compact(&mut recs, &data, live);
+            data = compact(&mut sets, &data, live);
         }
         let mut origin_lower = origin.to_string().to_ascii_lowercase();
         origin_lower.push('.');
@@ -425,7 +452,7 @@ impl Builder {
             soa,
             keys: keys.into_boxed_slice(),
             nodes: nodes.into_boxed_slice(),
-            sets: recs.into_boxed_slice(),
+            sets: sets.into_boxed_slice(),
             rdata: Bytes::from(data),
             cased: cased_nodes.into_boxed_slice(),
             signed,
