@@ -408,3 +408,26 @@ fn more_records_at_one_name_than_a_run_counts() {
         assert_eq!(reply.answer.len(), 40_000, "{t}");
     }
 }
+
+#[test]
+fn more_ttls_than_a_count_tells_apart() {
+    use domain::base::{Name, Record, Ttl};
+    use domain::rdata::{ZoneRecordData, A};
+    let origin: Name<bytes::Bytes> = "example.org.".parse().expect("name");
+    let mut records = Vec::new();
+    super::loader::parse_text("@ 300 IN SOA ns h 1 2 3 4 5\n", std::path::Path::new("soa"), &origin, &mut records, 0).expect("an SOA");
+    // 70,000 names, each with a TTL of its own, read in the reverse of the zone's order.
+    for i in (0..70_000u32).rev() {
+        let owner: Name<bytes::Bytes> = format!("n{i}.example.org.").parse().expect("name");
+        let [_, _, hi, lo] = i.to_be_bytes();
+        records.push(Record::new(owner, Class::IN, Ttl::from_secs(1000 + i), ZoneRecordData::A(A::from_octets(10, 0, hi, lo))));
+    }
+    let zone = super::zone::Zone::build(origin, records).expect("builds");
+    for i in [0u32, 1, 9_999, 65_535, 65_536, 69_999] {
+        let req = query(&format!("n{i}.example.org."), Rtype::A);
+        let mut reply = crate::message::Reply::for_request(&req);
+        zone.answer(&req, &mut reply);
+        let [_, _, hi, lo] = i.to_be_bytes();
+        assert_eq!(reply.answer.iter().map(|r| r.to_string()).collect::<Vec<_>>(), [format!("n{i}.example.org. {} IN A 10.0.{hi}.{lo}", 1000 + i)]);
+    }
+}

@@ -21,7 +21,7 @@
 //! - `Rr` values are made only when a reply needs them, by parsing the stored RDATA with domain's
 //!   parsers (names and octets are slices of the shared buffer, not copies).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{Bytes, BytesMut};
 use domain::base::iana::{Class, Rcode, Rtype};
@@ -165,8 +165,13 @@ pub struct Builder {
     last_labels: usize,
     /// Owners written with capitals, by where their key starts in `keys`.
     cased: Vec<(u32, Name<Bytes>)>,
-    /// One set of one record for each record read; `count` is the length of its RDATA.
+    /// One set of one record for each record read; `count` is where its TTL is in `ttls`.
     recs: Chunked<SetEntry>,
+    /// The TTLs read, each once, as long as a `u16` tells them apart (`ttls_full` once not):
+    /// with a record's TTL in `ttls`, `finish` can use its `ttl` for where it goes.
+    ttls: Vec<u32>,
+    ttl_places: HashMap<u32, u16>,
+    ttls_full: bool,
     /// The records as `Zone::rdata` holds them, in the order read.
     data: Chunked<u8>,
     /// One record's RDATA as it is made.
@@ -213,6 +218,9 @@ impl Builder {
             last_labels: 0,
             cased: Vec::new(),
             recs: Chunked::new(),
+            ttls: Vec::new(),
+            ttl_places: HashMap::new(),
+            ttls_full: false,
             data: Chunked::new(),
             rdata: Vec::new(),
             soa: None,
@@ -300,13 +308,37 @@ impl Builder {
             let data = parse_rdata(rtype, Bytes::copy_from_slice(&self.rdata));
             self.soa = Some(Record::new(own_name(r.owner()), r.class(), r.ttl(), data));
         }
-        self.recs.push(SetEntry { rtype: rtype.to_int(), count: len, ttl: r.ttl().as_secs(), off: off32 });
+        let ttl = r.ttl().as_secs();
+        let place = match self.ttls.last() {
+            // Most records have the TTL the one before had.
+            Some(&last) if last == ttl => (self.ttls.len() - 1) as u16,
+            _ => self.ttl_place(ttl),
+        };
+        self.recs.push(SetEntry { rtype: rtype.to_int(), count: place, ttl, off: off32 });
         Ok(())
+    }
+
+    /// Where `ttl` is in `ttls`, added if new and there is room.
+    fn ttl_place(&mut self, ttl: u32) -> u16 {
+        if let Some(&i) = self.ttl_places.get(&ttl) {
+            return i;
+        }
+        match u16::try_from(self.ttls.len()) {
+            Ok(i) => {
+                self.ttls.push(ttl);
+                self.ttl_places.insert(ttl, i);
+                i
+            }
+            Err(_) => {
+                self.ttls_full = true;
+                0
+            }
+        }
     }
 
     /// Sorts what was read into a zone; checks what RFC 1035 and RFC 2181 require of one.
     pub fn finish(self) -> Result<Zone, LoadError> {
-        let Builder { origin, apex_labels, apex_key_len, keys, nodes, cased, mut recs, data, soa, signed, error, .. } = self;
+        let Builder { origin, apex_labels, apex_key_len, keys, nodes, cased, mut recs, ttls, ttls_full, data, soa, signed, error, .. } = self;
         if let Some(e) = error {
             return Err(e);
         }
@@ -322,7 +354,9 @@ impl Builder {
         // The names, sorted, each once: a name's runs in the order read, then its ancestor
         // entries. Each record's place is then known: by name, then as read.
         nodes.sort_unstable_by(|a, b| key_of(a).cmp(key_of(b)).then(a.sets.cmp(&b.sets)));
-        let mut dest: Vec<u32> = vec![0; recs.len()];
+        // Where each record goes: in its `ttl` (its TTL is given back by its `count`), or with
+        // more TTLs than a `count` tells apart, in an array of its own.
+        let mut dest: Vec<u32> = if ttls_full { vec![0; recs.len()] } else { Vec::new() };
         let mut placed = 0u32;
         let mut cased_nodes: Vec<(u32, Name<Bytes>)> = Vec::new();
         let (mut i, mut w) = (0, 0);
@@ -333,8 +367,12 @@ impl Builder {
             while i < nodes.len() && key_of(&nodes[i]) == key_of(&head) {
                 let n = nodes[i];
                 if n.sets != NO_RECORDS {
-                    for r in n.sets..n.sets + u32::from(n.nsets) {
-                        dest[r as usize] = placed;
+                    for r in n.sets as usize..n.sets as usize + usize::from(n.nsets) {
+                        if ttls_full {
+                            dest[r] = placed;
+                        } else {
+                            recs[r].ttl = placed;
+                        }
                         placed += 1;
                     }
                 }
@@ -356,15 +394,27 @@ impl Builder {
         // Each record to its place, in place: a swap puts at least one where it belongs.
         for i in 0..recs.len() {
             loop {
-                let to = dest[i] as usize;
+                let to = if ttls_full { dest[i] } else { recs[i].ttl } as usize;
                 if to == i {
                     break;
                 }
                 recs.swap(i, to);
-                dest.swap(i, to);
+                if ttls_full {
+                    dest.swap(i, to);
+                }
             }
         }
         drop(dest);
+        // Each record's TTL back, and its `count` the length of its RDATA.
+        for i in 0..recs.len() {
+            let r = &mut recs[i];
+            if !ttls_full {
+                r.ttl = ttls[r.count as usize];
+            }
+            let at = r.off as usize + if r.rtype == Rtype::RRSIG.to_int() { 4 } else { 0 };
+            r.count = u16::from_be_bytes([data[at], data[at + 1]]);
+        }
+        drop(ttls);
 
         // The sets: a node's records by type, as read. Each set is written over the records it
         // was made from (there are never more sets than records before them).
