@@ -1,7 +1,14 @@
 //! Reading zone files: RFC 1035 master-file text through domain's `zonefile::inplace` scanner,
 //! with `$INCLUDE` followed here (the scanner hands it back) and `$GENERATE` (BIND's extension)
-//! expanded by a pre-pass. Errors name the file, line and column.
+//! expanded before the scanner sees the text. Errors name the file, line and column.
+//!
+//! A file is read and scanned in pieces of about 256 KiB, so a large zone's text is never
+//! held whole beside the records read from it. The pieces go to one scanner, which keeps the
+//! state one entry hands to the next (`$ORIGIN`, `$TTL`, the last TTL, class and owner, and the
+//! line count); a piece ends only where an entry may start: after a line end that is not inside
+//! parentheses or a quoted string, nor escaped.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use domain::base::iana::Class;
@@ -12,6 +19,9 @@ use crate::plugin::Rr;
 
 /// Includes nest at most this deep, so a file that includes itself fails instead of looping.
 const MAX_INCLUDE_DEPTH: usize = 16;
+
+/// About how much text is read and scanned at a time.
+const PIECE: usize = 1 << 18;
 
 /// Reads the records of `path` with `origin` as the initial origin.
 pub fn read_records(path: &Path, origin: &Name<bytes::Bytes>) -> Result<Vec<Rr>, String> {
@@ -30,31 +40,138 @@ fn read_into(path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr),
     if depth > MAX_INCLUDE_DEPTH {
         return Err(format!("{}: $INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep", path.display()));
     }
-    let read = || std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()));
-    let text = read()?;
-    // The text is wanted again only to report an error: it is read again then, so only the
-    // scanner's copy is held while the records are read.
-    scan(text, &|| read().unwrap_or_default(), path, origin, sink, depth)
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The text is wanted whole only to report an error: it is read again then.
+    scan(file, &|| std::fs::read_to_string(path).unwrap_or_default(), path, origin, sink, depth, PIECE)
 }
 
 /// Parses zone-file text; `path` names it in errors and anchors relative `$INCLUDE`s.
 pub fn parse_text(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mut Vec<Rr>, depth: usize) -> Result<(), String> {
-    scan(text.to_string(), &|| text.to_string(), path, origin, &mut |r| out.push(r), depth)
+    parse_text_in_pieces(text, path, origin, out, depth, PIECE)
 }
 
-fn scan(text: String, again: &dyn Fn() -> String, path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr), depth: usize) -> Result<(), String> {
-    let mut z = {
-        let text = if has_generate(&text) { expand_generate(&text).map_err(|(line, m)| format!("{}:{line}:1: {m}", path.display()))?.0 } else { text };
-        // NOTE: domain's scanner panics on some text left open in parentheses; refuse it first.
-        crate::message::unclosed_paren(&text).map_err(|line| format!("{}:{line}:1: '(' is never closed", path.display()))?;
-        let mut z = Zonefile::with_capacity(text.len() + 1).allow_invalid();
-        z.extend_from_slice(text.as_bytes());
-        // A last line without a newline is still a line.
-        z.extend_from_slice(b"\n");
-        z
-    };
+/// `parse_text` with the text handed to the scanner about `piece` bytes at a time.
+pub fn parse_text_in_pieces(text: &str, path: &Path, origin: &Name<bytes::Bytes>, out: &mut Vec<Rr>, depth: usize, piece: usize) -> Result<(), String> {
+    scan(text.as_bytes(), &|| text.to_string(), path, origin, &mut |r| out.push(r), depth, piece)
+}
+
+/// Where zone-file text may be cut so that the scanner is between entries: the state of
+/// `crate::message::unclosed_paren`, kept from one piece of text to the next.
+#[derive(Default)]
+struct Cuts {
+    depth: u32,
+    quoted: bool,
+    comment: bool,
+    escaped: bool,
+    /// Lines seen so far.
+    lines: usize,
+}
+
+impl Cuts {
+    /// Reads `text` on from the state left by the text before it; returns the end of the last
+    /// line after which an entry may start, and the lines up to there.
+    fn last_cut(&mut self, text: &[u8]) -> Option<(usize, usize)> {
+        let mut cut = None;
+        for (i, &c) in text.iter().enumerate() {
+            if c == b'\n' {
+                self.lines += 1;
+                self.comment = false;
+                if self.escaped {
+                    self.escaped = false;
+                } else if self.depth == 0 && !self.quoted {
+                    cut = Some((i + 1, self.lines));
+                }
+                continue;
+            }
+            if self.comment {
+                continue;
+            }
+            if self.escaped {
+                self.escaped = false;
+                continue;
+            }
+            match c {
+                b'\\' => self.escaped = true,
+                b'"' => self.quoted = !self.quoted,
+                b';' if !self.quoted => self.comment = true,
+                b'(' if !self.quoted => self.depth += 1,
+                b')' if !self.quoted => self.depth = self.depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        cut
+    }
+}
+
+/// Scans the text `input` gives, handing each record to `sink`; `again` gives the whole text
+/// once more, to report an error.
+fn scan(mut input: impl Read, again: &dyn Fn() -> String, path: &Path, origin: &Name<bytes::Bytes>, sink: &mut dyn FnMut(Rr), depth: usize, piece: usize) -> Result<(), String> {
+    let piece = piece.max(1);
+    let mut z = Zonefile::with_capacity(piece.min(PIECE) + 1).allow_invalid();
     z.set_default_class(Class::IN);
     z.set_origin(origin.clone());
+    // Bytes read and not yet split into lines; the line of the file they start on.
+    let mut raw: Vec<u8> = Vec::new();
+    let mut raw_line = 1;
+    // Lines ($GENERATE expanded) not yet handed to the scanner, and the lines handed so far.
+    let mut text: Vec<u8> = Vec::new();
+    let mut cuts = Cuts::default();
+    let mut checked = 0;
+    let mut fed_lines = 0;
+    let mut eof = false;
+    while !eof {
+        let old = raw.len();
+        raw.resize(old + piece, 0);
+        let n = loop {
+            match input.read(&mut raw[old..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(|e| format!("{}: {e}", path.display()))?,
+            }
+        };
+        raw.truncate(old + n);
+        eof = n == 0;
+        // Whole lines (all that is left, at the end) go on, $GENERATE expanded.
+        let end = if eof { raw.len() } else { raw.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1) };
+        let lines = std::str::from_utf8(&raw[..end]).map_err(|_| format!("{}: stream did not contain valid UTF-8", path.display()))?;
+        if has_generate(lines) {
+            let (expanded, _) = expand_generate(lines).map_err(|(line, m)| format!("{}:{}:1: {m}", path.display(), raw_line + line - 1))?;
+            text.extend_from_slice(expanded.as_bytes());
+        } else {
+            text.extend_from_slice(lines.as_bytes());
+        }
+        raw_line += raw[..end].iter().filter(|&&c| c == b'\n').count();
+        raw.drain(..end);
+        // Hand the scanner what ends where an entry may start; at the end, all of it.
+        let to = if eof {
+            // NOTE: domain's scanner panics on some text left open in parentheses; refuse it
+            // first. What was handed over before ends outside parentheses, so only the rest can
+            // leave one open.
+            if let Err(line) = crate::message::unclosed_paren(std::str::from_utf8(&text).expect("whole lines of UTF-8")) {
+                let (_, map) = expand_generate_owned(again()).unwrap_or_default();
+                let line = fed_lines + line;
+                return Err(format!("{}:{}:1: '(' is never closed", path.display(), map.get(line - 1).copied().unwrap_or(line)));
+            }
+            // A last line without a newline is still a line.
+            text.push(b'\n');
+            text.len()
+        } else {
+            let from = checked;
+            let cut = cuts.last_cut(&text[from..]);
+            checked = text.len();
+            let Some((at, lines)) = cut else { continue };
+            fed_lines = lines;
+            from + at
+        };
+        z.extend_from_slice(&text[..to]);
+        text.drain(..to);
+        checked -= to.min(checked);
+        entries(&mut z, again, path, sink, depth)?;
+    }
+    Ok(())
+}
+
+/// Scans the entries `z` holds, up to the end of what it was given.
+fn entries(z: &mut Zonefile, again: &dyn Fn() -> String, path: &Path, sink: &mut dyn FnMut(Rr), depth: usize) -> Result<(), String> {
     loop {
         let start = z.current_offset();
         match z.next_entry() {
@@ -79,7 +196,6 @@ fn scan(text: String, again: &dyn Fn() -> String, path: &Path, origin: &Name<byt
                 // The scanner says `LINE:COL: message`, but it has often read past the end of the
                 // line by then: name the line the failing entry starts on, and the scanner's column
                 // when it is on that line. Lines map back through $GENERATE.
-                drop(z);
                 let (text, line_map) = expand_generate_owned(again()).unwrap_or_default();
                 let s = e.to_string();
                 let mut parts = s.splitn(3, ':');
@@ -141,13 +257,14 @@ pub fn expand_generate(text: &str) -> Result<(String, Vec<usize>), (usize, Strin
     }
     let mut out = String::with_capacity(text.len());
     let mut map = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    // Other lines are kept as they are, line ends included, so that text expanded a piece at a
+    // time is the same as the text expanded whole.
+    for (i, line) in text.split_inclusive('\n').enumerate() {
         let trimmed = line.trim_start();
         // NOTE: `get`, not indexing: the ninth byte may fall inside a multi-byte character.
         let is_gen = trimmed.get(..9).is_some_and(|w| w.eq_ignore_ascii_case("$GENERATE")) && line.starts_with('$');
         if !is_gen {
             out.push_str(line);
-            out.push('\n');
             map.push(i + 1);
             continue;
         }

@@ -274,3 +274,160 @@ fn rejects_bad_options() {
         assert!(setup(text, &["."]).is_err(), "{text}");
     }
 }
+
+/// A zone whose entries straddle any cut: parentheses across lines, quoted strings holding `;`
+/// and `(`, lines that take the last owner, `$ORIGIN` and `$TTL` changes, `$INCLUDE` and
+/// `$GENERATE`.
+const STRADDLING: &str = "$ORIGIN example.org.
+@ 3600 IN SOA ns1 hostmaster ( 2024010101 ; serial (
+        7200 3600
+        1209600 300 )
+        NS ns1
+ns1 A 192.0.2.1
+a 60 A 192.0.2.2
+b A 192.0.2.3
+txt TXT \"a ; b ( c\" \"d\\\"e\" ( \"two\"
+lines )
+    TXT \"the last owner\"
+  ; a comment with \" and (
+esc\\ aped A 192.0.2.4
+bs TXT \"x\\\\\" \"y\"
+$TTL 300
+c A 192.0.2.5
+i A 192.0.2.6
+$TTL 120
+  A 192.0.2.7
+$ORIGIN sub.example.org.
+d A 192.0.2.8
+   AAAA 2001:db8::1
+$ORIGIN example.org.
+$INCLUDE inc.zone
+$INCLUDE inc.zone other.example.org.
+e A 192.0.2.9
+$GENERATE 1-3 g$ A 192.0.2.$
+h TXT ( \"a\" ; inside (
+       \"b\" )
+last A 192.0.2.10";
+
+#[test]
+fn scanning_in_pieces_reads_what_scanning_whole_reads() {
+    use domain::base::Name;
+    let dir = temp_dir_for("file");
+    std::fs::write(dir.join("inc.zone"), "inc A 192.0.2.20\n  TXT \"included\"\n$ORIGIN x.example.org.\ny A 192.0.2.21\n").expect("write");
+    let path = dir.join("db.pieces");
+    let origin: Name<bytes::Bytes> = "example.org.".parse().expect("name");
+    let read = |text: &str, piece: usize| {
+        let mut out = Vec::new();
+        super::loader::parse_text_in_pieces(text, &path, &origin, &mut out, 0, piece).map(|()| out.iter().map(|r| r.to_string()).collect::<Vec<_>>())
+    };
+    let whole = read(STRADDLING, STRADDLING.len() + 1).expect("reads");
+    for want in [
+        "txt.example.org. 60 IN TXT \"a ; b ( c\" \"d\\\"e\" \"two\" \"lines\"",
+        "txt.example.org. 60 IN TXT \"the last owner\"",
+        "b.example.org. 60 IN A 192.0.2.3",
+        "i.example.org. 120 IN A 192.0.2.7",
+        "d.sub.example.org. 120 IN AAAA 2001:db8::1",
+        "inc.example.org. 3600 IN TXT \"included\"",
+        "inc.other.example.org. 3600 IN A 192.0.2.20",
+        "e.example.org. 120 IN A 192.0.2.9",
+        "g3.example.org. 120 IN A 192.0.2.3",
+        "last.example.org. 120 IN A 192.0.2.10",
+    ] {
+        assert!(whole.contains(&want.to_string()), "{want} not in {whole:#?}");
+    }
+    for piece in [1, 2, 3, 5, 8, 13, 40, 100] {
+        assert_eq!(read(STRADDLING, piece).expect("reads"), whole, "pieces of {piece}");
+    }
+    // Errors name the same place, however the text was cut.
+    for bad in [format!("{STRADDLING}\n  A 999.0.0.1\nz A 192.0.2.1\n"), format!("{STRADDLING}\nz TXT ( \"open\n"), format!("$GENERATE 1-2\n{STRADDLING}")] {
+        let whole = read(&bad, bad.len() + 1).expect_err("an error");
+        assert!(whole.contains("db.pieces:"), "{whole}");
+        for piece in [1, 3, 8, 40] {
+            assert_eq!(read(&bad, piece).expect_err("an error"), whole, "pieces of {piece}");
+        }
+    }
+}
+
+const PARTS_SOA: &str = "example.org. 300 IN SOA ns.example.org. h.example.org. 1 2 3 4 300";
+
+#[test]
+fn an_rrset_read_in_parts_is_served_whole() {
+    let dir = temp_dir_for("file");
+    let f = dir.join("db.parts");
+    // Records of one RRset apart from each other, a duplicate, names that share ancestors. The
+    // filler names make what the moved and duplicate records leave behind a small part of the
+    // zone, as against the whole of it without them: both ways of storing the rest are served.
+    for filler in [0, 200] {
+        let mut text = String::from("$TTL 300\n@ IN SOA ns h 1 2 3 4 300\nwww A 192.0.2.1\nwww 60 AAAA 2001:db8::1\nmail A 192.0.2.9\n");
+        text += "www 120 A 192.0.2.2\nwww A 192.0.2.1\na.b.deep A 192.0.2.3\nx.b.deep A 192.0.2.4\nx.c.deep A 192.0.2.5\n";
+        for i in 0..filler {
+            text += &format!("f{i} TXT \"filler {i}\"\n");
+        }
+        std::fs::write(&f, text).expect("write");
+        let c = setup(&format!("file {} example.org", f.display()), &["."]).expect("loads");
+        run_cases(
+            &c,
+            &[
+                // RFC 2181 §5.2: one TTL, the first read.
+                Case { qname: "www.example.org.", answer: &["www.example.org. 300 IN A 192.0.2.1", "www.example.org. 300 IN A 192.0.2.2"], ..Case::EMPTY },
+                Case { qname: "www.example.org.", qtype: Rtype::AAAA, answer: &["www.example.org. 60 IN AAAA 2001:db8::1"], ..Case::EMPTY },
+                Case { qname: "mail.example.org.", answer: &["mail.example.org. 300 IN A 192.0.2.9"], ..Case::EMPTY },
+                Case { qname: "x.b.deep.example.org.", answer: &["x.b.deep.example.org. 300 IN A 192.0.2.4"], ..Case::EMPTY },
+                Case { qname: "x.c.deep.example.org.", answer: &["x.c.deep.example.org. 300 IN A 192.0.2.5"], ..Case::EMPTY },
+                // Empty non-terminals, each once.
+                Case { qname: "b.deep.example.org.", authority: &[PARTS_SOA], ..Case::EMPTY },
+                Case { qname: "c.deep.example.org.", authority: &[PARTS_SOA], ..Case::EMPTY },
+                Case { qname: "deep.example.org.", authority: &[PARTS_SOA], ..Case::EMPTY },
+                Case { qname: "d.deep.example.org.", rcode: Rcode::NXDOMAIN, authority: &[PARTS_SOA], ..Case::EMPTY },
+            ],
+        );
+    }
+}
+
+#[test]
+fn more_records_at_one_name_than_a_run_counts() {
+    use domain::base::{Name, Record, Ttl};
+    use domain::rdata::{Aaaa, ZoneRecordData, A};
+    let origin: Name<bytes::Bytes> = "example.org.".parse().expect("name");
+    let owner: Name<bytes::Bytes> = "many.example.org.".parse().expect("name");
+    let mut records = Vec::new();
+    let soa = super::loader::parse_text_in_pieces("@ 300 IN SOA ns h 1 2 3 4 5\n", std::path::Path::new("soa"), &origin, &mut records, 0, 1 << 10);
+    soa.expect("an SOA");
+    // 80,000 records in one run of one owner: more than a run's count of 65,535.
+    for i in 0..40_000u32 {
+        let [_, _, hi, lo] = i.to_be_bytes();
+        records.push(Record::new(owner.clone(), Class::IN, Ttl::from_secs(60), ZoneRecordData::A(A::from_octets(10, 0, hi, lo))));
+        records.push(Record::new(owner.clone(), Class::IN, Ttl::from_secs(60), ZoneRecordData::Aaaa(Aaaa::new(std::net::Ipv6Addr::from(u128::from(i))))));
+    }
+    let zone = super::zone::Zone::build(origin, records).expect("builds");
+    assert_eq!(zone.records, 80_001);
+    for t in [Rtype::A, Rtype::AAAA] {
+        let req = query("many.example.org.", t);
+        let mut reply = crate::message::Reply::for_request(&req);
+        zone.answer(&req, &mut reply);
+        assert_eq!(reply.answer.len(), 40_000, "{t}");
+    }
+}
+
+#[test]
+fn more_ttls_than_a_count_tells_apart() {
+    use domain::base::{Name, Record, Ttl};
+    use domain::rdata::{ZoneRecordData, A};
+    let origin: Name<bytes::Bytes> = "example.org.".parse().expect("name");
+    let mut records = Vec::new();
+    super::loader::parse_text("@ 300 IN SOA ns h 1 2 3 4 5\n", std::path::Path::new("soa"), &origin, &mut records, 0).expect("an SOA");
+    // 70,000 names, each with a TTL of its own, read in the reverse of the zone's order.
+    for i in (0..70_000u32).rev() {
+        let owner: Name<bytes::Bytes> = format!("n{i}.example.org.").parse().expect("name");
+        let [_, _, hi, lo] = i.to_be_bytes();
+        records.push(Record::new(owner, Class::IN, Ttl::from_secs(1000 + i), ZoneRecordData::A(A::from_octets(10, 0, hi, lo))));
+    }
+    let zone = super::zone::Zone::build(origin, records).expect("builds");
+    for i in [0u32, 1, 9_999, 65_535, 65_536, 69_999] {
+        let req = query(&format!("n{i}.example.org."), Rtype::A);
+        let mut reply = crate::message::Reply::for_request(&req);
+        zone.answer(&req, &mut reply);
+        let [_, _, hi, lo] = i.to_be_bytes();
+        assert_eq!(reply.answer.iter().map(|r| r.to_string()).collect::<Vec<_>>(), [format!("n{i}.example.org. {} IN A 10.0.{hi}.{lo}", 1000 + i)]);
+    }
+}

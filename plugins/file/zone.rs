@@ -21,7 +21,7 @@
 //! - `Rr` values are made only when a reply needs them, by parsing the stored RDATA with domain's
 //!   parsers (names and octets are slices of the shared buffer, not copies).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::{Bytes, BytesMut};
 use domain::base::iana::{Class, Rcode, Rtype};
@@ -31,6 +31,7 @@ use domain::base::{Record, Ttl};
 use domain::rdata::{Cname, ZoneRecordData};
 use octseq::Parser;
 
+use super::chunked::Chunked;
 use crate::plugin::{Reply, Request, Rr};
 
 /// CNAME and DNAME links followed for one query, as Knot DNS bounds them.
@@ -134,30 +135,47 @@ impl Key {
 /// A zone that cannot be served, and why.
 pub type LoadError = String;
 
-/// One record read, before the zone is sorted.
-#[derive(Clone, Copy)]
-struct TmpRec {
-    /// The owner (an index into `Builder::owners`, later into the nodes).
-    owner: u32,
-    off: u32,
-    ttl: u32,
-    len: u16,
-    rtype: u16,
-}
+/// `NodeEntry::sets` of a name read only as an ancestor of owners (or the apex), while loading.
+const NO_RECORDS: u32 = u32::MAX;
 
 /// Builds a zone from records handed over one at a time, so a loader need not hold them all.
+///
+/// What is read goes where the zone will keep it, so that loading needs little more memory than
+/// the zone: `nodes` gets a node for each run of records with one owner, and `recs` a set of one
+/// record for each record. `finish` sorts the nodes, merges repeats, moves the records into the
+/// nodes' order and merges them into sets in place; RDATA stays where it was read unless an
+/// RRset's records were not read one after another. The arrays grow in chunks (`Chunked`), so
+/// growing never holds one twice.
 pub struct Builder {
     origin: Name<Bytes>,
     apex_labels: usize,
     apex_key_len: usize,
-    keys: Vec<u8>,
-    /// Each owner (a run of records with the same owner): its key in `keys`.
-    owners: Vec<(u32, u8)>,
-    /// Ancestors of owners below the apex, which become empty non-terminals if nothing else.
-    ancestors: Vec<(u32, u8)>,
+    keys: Chunked<u8>,
+    /// The apex, then for each run of records with one owner its node (`sets` is its first
+    /// record in `recs`, `nsets` how many), and the owners' ancestors below the apex, which become
+    /// empty non-terminals if nothing else (`sets` is `NO_RECORDS`).
+    nodes: Chunked<NodeEntry>,
+    /// The node of the current run.
+    run: usize,
+    /// The last owner's key (less the apex's), where its labels end in its full key
+    /// (`Key::ends`), and how many it has.
+    last_key: [u8; 256],
+    last_key_len: usize,
+    last_ends: [u8; 128],
+    last_labels: usize,
+    /// Owners written with capitals, by where their key starts in `keys`.
     cased: Vec<(u32, Name<Bytes>)>,
-    recs: Vec<TmpRec>,
-    data: Vec<u8>,
+    /// One set of one record for each record read; `count` is where its TTL is in `ttls`.
+    recs: Chunked<SetEntry>,
+    /// The TTLs read, each once, as long as a `u16` tells them apart (`ttls_full` once not):
+    /// with a record's TTL in `ttls`, `finish` can use its `ttl` for where it goes.
+    ttls: Vec<u32>,
+    ttl_places: HashMap<u32, u16>,
+    ttls_full: bool,
+    /// The records as `Zone::rdata` holds them, in the order read.
+    data: Chunked<u8>,
+    /// One record's RDATA as it is made.
+    rdata: Vec<u8>,
     soa: Option<Rr>,
     signed: bool,
     error: Option<LoadError>,
@@ -187,20 +205,30 @@ fn same_rdata(rtype: Rtype, a: &[u8], b: &[u8]) -> bool {
 impl Builder {
     pub fn new(origin: Name<Bytes>) -> Builder {
         let apex = Key::new(&origin);
-        Builder {
+        let mut b = Builder {
             origin,
             apex_labels: apex.labels,
             apex_key_len: apex.full().len(),
-            keys: Vec::new(),
-            owners: Vec::new(),
-            ancestors: Vec::new(),
+            keys: Chunked::new(),
+            nodes: Chunked::new(),
+            run: 0,
+            last_key: [0; 256],
+            last_key_len: 0,
+            last_ends: [0; 128],
+            last_labels: 0,
             cased: Vec::new(),
-            recs: Vec::new(),
-            data: Vec::new(),
+            recs: Chunked::new(),
+            ttls: Vec::new(),
+            ttl_places: HashMap::new(),
+            ttls_full: false,
+            data: Chunked::new(),
+            rdata: Vec::new(),
             soa: None,
             signed: false,
             error: None,
-        }
+        };
+        b.nodes.push(NodeEntry { key: 0, sets: NO_RECORDS, key_len: 0, flags: 0, nsets: 0 });
+        b
     }
 
     /// Adds a record; the first error is kept and returned by `finish`.
@@ -220,32 +248,56 @@ impl Builder {
         if !r.owner().ends_with(origin) {
             return Err(format!("{} {}: out of zone data (zone {})", r.owner().fmt_with_dot(), r.rtype(), origin.fmt_with_dot()));
         }
-        let key = Key::new(r.owner());
-        let rel = &key.full()[self.apex_key_len..];
-        let same = self.owners.last().is_some_and(|&(o, l)| &self.keys[o as usize..o as usize + l as usize] == rel);
-        if !same {
-            let off = u32::try_from(self.keys.len()).map_err(|_| "zone too large (names)".to_string())?;
-            self.keys.extend_from_slice(rel);
-            self.owners.push((off, rel.len() as u8));
-            // Empty non-terminals: every ancestor down from the apex gets a node (the apex
-            // itself is added in `finish`).
-            for d in self.apex_labels + 1..key.labels {
-                self.ancestors.push((off, (key.prefix(d).len() - self.apex_key_len) as u8));
-            }
-            if r.owner().iter_labels().any(|l| l.as_slice().iter().any(|&c| c == 0 || c.is_ascii_uppercase())) {
-                self.cased.push((self.owners.len() as u32 - 1, own_name(r.owner())));
-            }
-        }
         let rtype = r.rtype();
-        if rtype == Rtype::RRSIG {
-            self.signed = true;
-        }
         let off = self.data.len();
         let off32 = u32::try_from(off).map_err(|_| "zone too large (RDATA)".to_string())?;
-        if r.data().compose_rdata(&mut self.data).is_err() {
+        let first = u32::try_from(self.recs.len()).map_err(|_| "zone too large (records)".to_string())?;
+        let key = Key::new(r.owner());
+        let rel = &key.full()[self.apex_key_len..];
+        let run = self.nodes[self.run];
+        if self.run > 0 && self.last_key[..self.last_key_len] == *rel {
+            if run.nsets < u16::MAX {
+                self.nodes[self.run].nsets += 1;
+            } else {
+                // `nsets` counts a run's records only up to 65535: more go on as another run.
+                self.nodes.push(NodeEntry { sets: first, nsets: 1, ..run });
+                self.run = self.nodes.len() - 1;
+            }
+        } else {
+            let koff = u32::try_from(self.keys.len()).map_err(|_| "zone too large (names)".to_string())?;
+            self.keys.extend_from_slice(rel);
+            let cased = r.owner().iter_labels().any(|l| l.as_slice().iter().any(|&c| c == 0 || c.is_ascii_uppercase()));
+            if cased {
+                self.cased.push((koff, own_name(r.owner())));
+            }
+            self.nodes.push(NodeEntry { key: koff, sets: first, key_len: rel.len() as u8, flags: if cased { CASED } else { 0 }, nsets: 1 });
+            self.run = self.nodes.len() - 1;
+            // Empty non-terminals: every ancestor down from the apex gets a node (the apex is
+            // the first node). Those the last owner shares have one already.
+            let last = &self.last_key[..self.last_key_len];
+            let mut shared = self.apex_labels;
+            while shared < key.labels.min(self.last_labels) && self.last_ends[shared] == key.ends[shared] && key.prefix(shared + 1)[self.apex_key_len..] == last[..key.ends[shared] as usize - self.apex_key_len] {
+                shared += 1;
+            }
+            for d in shared + 1..key.labels {
+                self.nodes.push(NodeEntry { key: koff, sets: NO_RECORDS, key_len: (key.prefix(d).len() - self.apex_key_len) as u8, flags: 0, nsets: 0 });
+            }
+            self.last_key[..rel.len()].copy_from_slice(rel);
+            self.last_key_len = rel.len();
+            self.last_ends[..key.labels].copy_from_slice(&key.ends[..key.labels]);
+            self.last_labels = key.labels;
+        }
+        self.rdata.clear();
+        if r.data().compose_rdata(&mut self.rdata).is_err() {
             return Err(format!("{} {}: RDATA cannot be stored", r.owner().fmt_with_dot(), rtype));
         }
-        let len = u16::try_from(self.data.len() - off).map_err(|_| format!("{} {}: RDATA too long", r.owner().fmt_with_dot(), rtype))?;
+        let len = u16::try_from(self.rdata.len()).map_err(|_| format!("{} {}: RDATA too long", r.owner().fmt_with_dot(), rtype))?;
+        if rtype == Rtype::RRSIG {
+            self.signed = true;
+            self.data.extend_from_slice(&r.ttl().as_secs().to_be_bytes());
+        }
+        self.data.extend_from_slice(&len.to_be_bytes());
+        self.data.extend_from_slice(&self.rdata);
         if rtype == Rtype::SOA {
             if key.labels != self.apex_labels {
                 return Err(format!("{}: SOA not at the zone apex {}", r.owner().fmt_with_dot(), origin.fmt_with_dot()));
@@ -253,97 +305,192 @@ impl Builder {
             if self.soa.is_some() {
                 return Err(format!("{}: more than one SOA record", origin.fmt_with_dot()));
             }
-            let data = parse_rdata(rtype, Bytes::copy_from_slice(&self.data[off..]));
+            let data = parse_rdata(rtype, Bytes::copy_from_slice(&self.rdata));
             self.soa = Some(Record::new(own_name(r.owner()), r.class(), r.ttl(), data));
         }
-        self.recs.push(TmpRec { owner: self.owners.len() as u32 - 1, off: off32, ttl: r.ttl().as_secs(), len, rtype: rtype.to_int() });
+        let ttl = r.ttl().as_secs();
+        let place = match self.ttls.last() {
+            // Most records have the TTL the one before had.
+            Some(&last) if last == ttl => (self.ttls.len() - 1) as u16,
+            _ => self.ttl_place(ttl),
+        };
+        self.recs.push(SetEntry { rtype: rtype.to_int(), count: place, ttl, off: off32 });
         Ok(())
+    }
+
+    /// Where `ttl` is in `ttls`, added if new and there is room.
+    fn ttl_place(&mut self, ttl: u32) -> u16 {
+        if let Some(&i) = self.ttl_places.get(&ttl) {
+            return i;
+        }
+        match u16::try_from(self.ttls.len()) {
+            Ok(i) => {
+                self.ttls.push(ttl);
+                self.ttl_places.insert(ttl, i);
+                i
+            }
+            Err(_) => {
+                self.ttls_full = true;
+                0
+            }
+        }
     }
 
     /// Sorts what was read into a zone; checks what RFC 1035 and RFC 2181 require of one.
     pub fn finish(self) -> Result<Zone, LoadError> {
-        let Builder { origin, apex_labels, apex_key_len, keys, owners, ancestors, cased, mut recs, data, soa, signed, error } = self;
+        let Builder { origin, apex_labels, apex_key_len, keys, nodes, cased, mut recs, ttls, ttls_full, data, soa, signed, error, .. } = self;
         if let Some(e) = error {
             return Err(e);
         }
         let soa = soa.ok_or_else(|| format!("{}: no SOA record at the zone apex", origin.fmt_with_dot()))?;
         let ZoneRecordData::Soa(s) = soa.data() else { unreachable!("an SOA record holds SOA data") };
         let serial = s.serial().into_int();
+        // NOTE: one array at a time, each chunk freed once copied.
+        let keys = keys.into_vec();
+        let mut nodes = nodes.into_vec();
+        let mut data = data.into_vec();
         let key_of = |n: &NodeEntry| &keys[n.key as usize..n.key as usize + n.key_len as usize];
 
-        // The names: owners, their ancestors and the apex, sorted and without repeats.
-        let entry = |&(key, key_len): &(u32, u8)| NodeEntry { key, sets: 0, key_len, flags: 0, nsets: 0 };
-        let mut nodes: Vec<NodeEntry> = Vec::with_capacity(owners.len() + ancestors.len() + 1);
-        nodes.push(entry(&(0, 0)));
-        nodes.extend(ancestors.iter().map(entry));
-        drop(ancestors);
-        nodes.extend(owners.iter().map(entry));
-        nodes.sort_unstable_by(|a, b| key_of(a).cmp(key_of(b)));
-        nodes.dedup_by(|a, b| key_of(a) == key_of(b));
-        let node_of = |k: &[u8]| nodes.binary_search_by(|n| key_of(n).cmp(k)).expect("every owner has a node") as u32;
-        let owner_node: Vec<u32> = owners.iter().map(|&(o, l)| node_of(&keys[o as usize..o as usize + l as usize])).collect();
-        drop(owners);
-        for r in &mut recs {
-            r.owner = owner_node[r.owner as usize];
+        // The names, sorted, each once: a name's runs in the order read, then its ancestor
+        // entries. Each record's place is then known: by name, then as read.
+        nodes.sort_unstable_by(|a, b| key_of(a).cmp(key_of(b)).then(a.sets.cmp(&b.sets)));
+        // Where each record goes: in its `ttl` (its TTL is given back by its `count`), or with
+        // more TTLs than a `count` tells apart, in an array of its own.
+        let mut dest: Vec<u32> = if ttls_full { vec![0; recs.len()] } else { Vec::new() };
+        let mut placed = 0u32;
+        let mut cased_nodes: Vec<(u32, Name<Bytes>)> = Vec::new();
+        let (mut i, mut w) = (0, 0);
+        while i < nodes.len() {
+            let head = nodes[i];
+            let first = placed;
+            let mut spelled = None;
+            while i < nodes.len() && key_of(&nodes[i]) == key_of(&head) {
+                let n = nodes[i];
+                if n.sets != NO_RECORDS {
+                    for r in n.sets as usize..n.sets as usize + usize::from(n.nsets) {
+                        if ttls_full {
+                            dest[r] = placed;
+                        } else {
+                            recs[r].ttl = placed;
+                        }
+                        placed += 1;
+                    }
+                }
+                // The first spelling with capitals read is the one kept.
+                if n.flags & CASED != 0 && spelled.is_none() {
+                    spelled = cased.binary_search_by_key(&n.key, |c| c.0).ok();
+                }
+                i += 1;
+            }
+            if let Some(c) = spelled {
+                cased_nodes.push((w as u32, cased[c].1.clone()));
+            }
+            // For now `sets` is the node's first record.
+            nodes[w] = NodeEntry { key: head.key, sets: first, key_len: head.key_len, flags: if spelled.is_some() { CASED } else { 0 }, nsets: 0 };
+            w += 1;
         }
-        let mut cased: Vec<(u32, Name<Bytes>)> = cased.into_iter().map(|(o, n)| (owner_node[o as usize], n)).collect();
-        drop(owner_node);
-        cased.sort_by_key(|c| c.0);
-        cased.dedup_by_key(|c| c.0);
-        for c in &cased {
-            nodes[c.0 as usize].flags |= CASED;
+        nodes.truncate(w);
+        drop(cased);
+        // Each record to its place, in place: a swap puts at least one where it belongs.
+        for i in 0..recs.len() {
+            loop {
+                let to = if ttls_full { dest[i] } else { recs[i].ttl } as usize;
+                if to == i {
+                    break;
+                }
+                recs.swap(i, to);
+                if ttls_full {
+                    dest.swap(i, to);
+                }
+            }
         }
+        drop(dest);
+        // Each record's TTL back, and its `count` the length of its RDATA.
+        for i in 0..recs.len() {
+            let r = &mut recs[i];
+            if !ttls_full {
+                r.ttl = ttls[r.count as usize];
+            }
+            let at = r.off as usize + if r.rtype == Rtype::RRSIG.to_int() { 4 } else { 0 };
+            r.count = u16::from_be_bytes([data[at], data[at + 1]]);
+        }
+        drop(ttls);
 
-        // The sets: records sorted by name, type and the order they were read in.
-        recs.sort_unstable_by_key(|r| (r.owner, r.rtype, r.off));
-        let nsigs = recs.iter().filter(|r| r.rtype == Rtype::RRSIG.to_int()).count();
-        let mut out: Vec<u8> = Vec::with_capacity(data.len() + 2 * recs.len() + 4 * nsigs);
-        let mut sets: Vec<SetEntry> = Vec::with_capacity(recs.len());
+        // The sets: a node's records by type, as read. Each set is written over the records it
+        // was made from (there are never more sets than records before them).
+        let mut sets = 0;
         let mut count = 0;
         let mut kept: Vec<(usize, usize)> = Vec::new();
         let mut seen: HashSet<&[u8]> = HashSet::new();
-        let mut i = 0;
-        while i < recs.len() {
-            let (node, t) = (recs[i].owner, recs[i].rtype);
-            let mut j = i;
-            while j < recs.len() && recs[j].owner == node && recs[j].rtype == t {
-                j += 1;
-            }
-            let rtype = Rtype::from_int(t);
-            let is_sig = rtype == Rtype::RRSIG;
-            let n = &mut nodes[node as usize];
-            if n.nsets == 0 {
-                n.sets = sets.len() as u32;
-            }
-            n.nsets += 1;
-            let off = u32::try_from(out.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
-            // RFC 2181 §5: an RRset holds no duplicates, and §5.2 its records share one TTL
-            // (the first one read, as Knot DNS does).
-            let mut set = SetEntry { rtype: t, count: 0, ttl: recs[i].ttl, off };
-            kept.clear();
-            seen.clear();
-            let big = j - i > DEDUP_EXACT_ABOVE;
-            for r in &recs[i..j] {
-                let d = &data[r.off as usize..r.off as usize + r.len as usize];
-                let dup = if big { !seen.insert(d) } else { kept.iter().any(|&(a, b)| same_rdata(rtype, &data[a..b], d)) };
-                if dup {
-                    continue;
+        // RDATA of sets whose records were not read one after another, gathered after `data`.
+        let mut moved: Vec<u8> = Vec::new();
+        let mut in_place = 0;
+        let mut group: Vec<SetEntry> = Vec::new();
+        for n in 0..nodes.len() {
+            let (from, to) = (nodes[n].sets as usize, nodes.get(n + 1).map_or(recs.len(), |m| m.sets as usize));
+            nodes[n].sets = sets as u32;
+            if to - from > 1 {
+                group.clear();
+                group.extend((from..to).map(|k| recs[k]));
+                group.sort_by_key(|r| r.rtype);
+                for (k, r) in (from..to).zip(&group) {
+                    recs[k] = *r;
                 }
-                kept.push((r.off as usize, r.off as usize + r.len as usize));
-                if is_sig {
-                    out.extend_from_slice(&r.ttl.to_be_bytes());
-                }
-                out.extend_from_slice(&r.len.to_be_bytes());
-                out.extend_from_slice(d);
-                set.count = set.count.checked_add(1).ok_or_else(|| format!("{}: more than 65535 {rtype} records at one name", origin.fmt_with_dot()))?;
-                count += 1;
             }
-            sets.push(set);
-            i = j;
+            let mut i = from;
+            while i < to {
+                let t = recs[i].rtype;
+                let mut j = i;
+                while j < to && recs[j].rtype == t {
+                    j += 1;
+                }
+                let rtype = Rtype::from_int(t);
+                let head = if rtype == Rtype::RRSIG { 6 } else { 2 };
+                // RFC 2181 §5: an RRset holds no duplicates, and §5.2 its records share one TTL
+                // (the first one read, as Knot DNS does).
+                let mut set = SetEntry { rtype: t, count: 0, ttl: recs[i].ttl, off: 0 };
+                kept.clear();
+                seen.clear();
+                let big = j - i > DEDUP_EXACT_ABOVE;
+                for r in (i..j).map(|k| recs[k]) {
+                    let (at, end) = (r.off as usize, r.off as usize + head + r.count as usize);
+                    let d = &data[at + head..end];
+                    let dup = if big { !seen.insert(d) } else { kept.iter().any(|&(a, b)| same_rdata(rtype, &data[a + head..b], d)) };
+                    if dup {
+                        continue;
+                    }
+                    kept.push((at, end));
+                    set.count = set.count.checked_add(1).ok_or_else(|| format!("{}: more than 65535 {rtype} records at one name", origin.fmt_with_dot()))?;
+                    count += 1;
+                }
+                set.off = if kept.windows(2).all(|w| w[0].1 == w[1].0) {
+                    in_place += kept[kept.len() - 1].1 - kept[0].0;
+                    kept[0].0 as u32
+                } else {
+                    let off = u32::try_from(data.len() + moved.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
+                    for &(a, b) in &kept {
+                        moved.extend_from_slice(&data[a..b]);
+                    }
+                    off
+                };
+                nodes[n].nsets = nodes[n].nsets.checked_add(1).ok_or_else(|| format!("{}: more than 65535 types at one name", origin.fmt_with_dot()))?;
+                recs[sets] = set;
+                sets += 1;
+                i = j;
+            }
         }
         drop(seen);
-        drop(recs);
-        drop(data);
+        recs.truncate(sets);
+        let mut sets = recs.into_vec();
+        u32::try_from(data.len() + moved.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
+        let live = in_place + moved.len();
+        data.extend_from_slice(&moved);
+        drop(moved);
+        // Duplicates and moved sets leave RDATA that no set points at: when that is more than an
+        // eighth, the sets' records are copied to a buffer of their own.
+        if data.len() - live > data.len() / 8 {
+            data = compact(&mut sets, &data, live);
+        }
         let mut origin_lower = origin.to_string().to_ascii_lowercase();
         origin_lower.push('.');
         let origin: Name<Bytes> = origin_lower.parse().unwrap_or(origin);
@@ -356,8 +503,8 @@ impl Builder {
             keys: keys.into_boxed_slice(),
             nodes: nodes.into_boxed_slice(),
             sets: sets.into_boxed_slice(),
-            rdata: Bytes::from(out),
-            cased: cased.into_boxed_slice(),
+            rdata: Bytes::from(data),
+            cased: cased_nodes.into_boxed_slice(),
             signed,
             nsec3: None,
             records: count,
@@ -365,6 +512,23 @@ impl Builder {
         zone.check()?;
         Ok(zone)
     }
+}
+
+/// The records of `sets` copied from `data` to a buffer of their own, set after set; the sets'
+/// offsets changed to match.
+fn compact(sets: &mut [SetEntry], data: &[u8], live: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(live);
+    for s in sets {
+        let head = if s.rtype == Rtype::RRSIG.to_int() { 6 } else { 2 };
+        let mut end = s.off as usize;
+        for _ in 0..s.count {
+            end += head + u16::from_be_bytes([data[end + head - 2], data[end + head - 1]]) as usize;
+        }
+        let off = out.len();
+        out.extend_from_slice(&data[s.off as usize..end]);
+        s.off = off as u32;
+    }
+    out
 }
 
 impl Zone {

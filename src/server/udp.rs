@@ -212,11 +212,11 @@ mod mmsg {
     /// The largest datagram a slot takes: any UDP payload.
     const SLOT: usize = 65535;
 
-    /// Buffers for one receive of up to `BATCH` datagrams. The slots are one zeroed allocation
-    /// whose pages the kernel fills only as far as datagrams reach, so an idle batch costs
-    /// little resident memory.
+    /// Buffers for one receive of up to `BATCH` datagrams. The slots are one mapping of zero
+    /// pages that the kernel fills only as far as datagrams reach, so an idle batch costs little
+    /// resident memory.
     pub struct Batch {
-        bufs: Vec<u8>,
+        bufs: Slots,
         addrs: Box<[libc::sockaddr_storage; BATCH]>,
         iovs: Box<[libc::iovec; BATCH]>,
         hdrs: Box<[libc::mmsghdr; BATCH]>,
@@ -230,13 +230,14 @@ mod mmsg {
         pub fn new() -> Batch {
             // SAFETY: all-zero is a valid value of these plain C structs.
             let mut b = Batch {
-                bufs: vec![0u8; SLOT * BATCH],
+                bufs: Slots::new(SLOT * BATCH),
                 addrs: Box::new(unsafe { zeroed() }),
                 iovs: Box::new(unsafe { zeroed() }),
                 hdrs: Box::new(unsafe { zeroed() }),
             };
             for i in 0..BATCH {
-                b.iovs[i] = libc::iovec { iov_base: b.bufs[i * SLOT..].as_mut_ptr().cast(), iov_len: SLOT };
+                // SAFETY: slot `i` is inside the mapping.
+                b.iovs[i] = libc::iovec { iov_base: unsafe { b.bufs.ptr.add(i * SLOT) }.cast(), iov_len: SLOT };
             }
             b
         }
@@ -273,7 +274,38 @@ mod mmsg {
                 return None;
             }
             let len = (h.msg_len as usize).min(SLOT);
-            Some((&self.bufs[i * SLOT..i * SLOT + len], socket_addr(&self.addrs[i])?))
+            Some((&self.bufs.as_slice()[i * SLOT..i * SLOT + len], socket_addr(&self.addrs[i])?))
+        }
+    }
+
+    /// Memory of its own from the kernel, zero until written. NOTE: not `vec![0; n]`: once a
+    /// large zone load has freed memory, the allocator hands that back for it and must clear it
+    /// first, which makes every page of the batch resident (4 MB for two workers).
+    struct Slots {
+        ptr: *mut u8,
+        len: usize,
+    }
+
+    impl Slots {
+        fn new(len: usize) -> Slots {
+            // SAFETY: a new private anonymous mapping, which nothing else refers to.
+            let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0) };
+            if p == libc::MAP_FAILED {
+                std::alloc::handle_alloc_error(std::alloc::Layout::array::<u8>(len).expect("a batch's size fits a layout"));
+            }
+            Slots { ptr: p.cast(), len }
+        }
+
+        fn as_slice(&self) -> &[u8] {
+            // SAFETY: the mapping is `len` bytes, readable, and lives as long as `self`.
+            unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        }
+    }
+
+    impl Drop for Slots {
+        fn drop(&mut self) {
+            // SAFETY: unmaps the mapping made in `new`, which no one uses any more.
+            unsafe { libc::munmap(self.ptr.cast(), self.len) };
         }
     }
 
