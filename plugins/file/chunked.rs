@@ -56,12 +56,6 @@ impl<T: Copy> Chunked<T> {
         }
     }
 
-    pub fn swap(&mut self, a: usize, b: usize) {
-        let t = self[a];
-        self[a] = self[b];
-        self[b] = t;
-    }
-
     /// Drops the elements from `len` on, and the chunks that held only those.
     pub fn truncate(&mut self, len: usize) {
         if len >= self.len {
@@ -118,7 +112,7 @@ mod tests {
         }
         assert_eq!(c.len(), n);
         assert_eq!((c[0], c[per - 1], c[per], c[n - 1]), (0, per as u64 - 1, per as u64, n as u64 - 1));
-        c.swap(1, per + 1);
+        (c[1], c[per + 1]) = (c[per + 1], c[1]);
         assert_eq!((c[1], c[per + 1]), (per as u64 + 1, 1));
         c.truncate(per + 2);
         let v = c.into_vec();

@@ -391,30 +391,23 @@ impl Builder {
         }
         nodes.truncate(w);
         drop(cased);
-        // Each record to its place, in place: a swap puts at least one where it belongs.
+        // Each record to its place, in place, one cycle of the permutation at a time: a record
+        // goes where it belongs, the one there to where that belongs, and so on back to `i`.
         for i in 0..recs.len() {
-            loop {
-                let to = if ttls_full { dest[i] } else { recs[i].ttl } as usize;
-                if to == i {
-                    break;
-                }
-                recs.swap(i, to);
-                if ttls_full {
-                    dest.swap(i, to);
-                }
+            let mut to = if ttls_full { dest[i] } else { recs[i].ttl } as usize;
+            if to == i {
+                continue;
             }
+            let mut r = recs[i];
+            while to != i {
+                let next = if ttls_full { std::mem::replace(&mut dest[to], to as u32) } else { recs[to].ttl } as usize;
+                r = std::mem::replace(&mut recs[to], r);
+                to = next;
+            }
+            recs[i] = r;
         }
         drop(dest);
-        // Each record's TTL back, and its `count` the length of its RDATA.
-        for i in 0..recs.len() {
-            let r = &mut recs[i];
-            if !ttls_full {
-                r.ttl = ttls[r.count as usize];
-            }
-            let at = r.off as usize + if r.rtype == Rtype::RRSIG.to_int() { 4 } else { 0 };
-            r.count = u16::from_be_bytes([data[at], data[at + 1]]);
-        }
-        drop(ttls);
+        let ttl_of = |r: &SetEntry| if ttls_full { r.ttl } else { ttls[r.count as usize] };
 
         // The sets: a node's records by type, as read. Each set is written over the records it
         // was made from (there are never more sets than records before them).
@@ -424,7 +417,8 @@ impl Builder {
         let mut seen: HashSet<&[u8]> = HashSet::new();
         // RDATA of sets whose records were not read one after another, gathered after `data`.
         let mut moved: Vec<u8> = Vec::new();
-        let mut in_place = 0;
+        // RDATA no set points at: of duplicates, and where moved sets were read.
+        let mut unused = 0;
         let mut group: Vec<SetEntry> = Vec::new();
         for n in 0..nodes.len() {
             let (from, to) = (nodes[n].sets as usize, nodes.get(n + 1).map_or(recs.len(), |m| m.sets as usize));
@@ -448,31 +442,36 @@ impl Builder {
                 let head = if rtype == Rtype::RRSIG { 6 } else { 2 };
                 // RFC 2181 §5: an RRset holds no duplicates, and §5.2 its records share one TTL
                 // (the first one read, as Knot DNS does).
-                let mut set = SetEntry { rtype: t, count: 0, ttl: recs[i].ttl, off: 0 };
-                kept.clear();
-                seen.clear();
-                let big = j - i > DEDUP_EXACT_ABOVE;
-                for r in (i..j).map(|k| recs[k]) {
-                    let (at, end) = (r.off as usize, r.off as usize + head + r.count as usize);
-                    let d = &data[at + head..end];
-                    let dup = if big { !seen.insert(d) } else { kept.iter().any(|&(a, b)| same_rdata(rtype, &data[a + head..b], d)) };
-                    if dup {
-                        continue;
-                    }
-                    kept.push((at, end));
-                    set.count = set.count.checked_add(1).ok_or_else(|| format!("{}: more than 65535 {rtype} records at one name", origin.fmt_with_dot()))?;
+                let mut set = SetEntry { rtype: t, count: 1, ttl: ttl_of(&recs[i]), off: recs[i].off };
+                if j - i == 1 {
+                    // A set of one record is where it was read.
                     count += 1;
-                }
-                set.off = if kept.windows(2).all(|w| w[0].1 == w[1].0) {
-                    in_place += kept[kept.len() - 1].1 - kept[0].0;
-                    kept[0].0 as u32
                 } else {
-                    let off = u32::try_from(data.len() + moved.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
-                    for &(a, b) in &kept {
-                        moved.extend_from_slice(&data[a..b]);
+                    set.count = 0;
+                    kept.clear();
+                    seen.clear();
+                    let big = j - i > DEDUP_EXACT_ABOVE;
+                    for r in (i..j).map(|k| recs[k]) {
+                        let at = r.off as usize;
+                        let end = at + head + u16::from_be_bytes([data[at + head - 2], data[at + head - 1]]) as usize;
+                        let d = &data[at + head..end];
+                        let dup = if big { !seen.insert(d) } else { kept.iter().any(|&(a, b)| same_rdata(rtype, &data[a + head..b], d)) };
+                        if dup {
+                            unused += end - at;
+                            continue;
+                        }
+                        kept.push((at, end));
+                        set.count = set.count.checked_add(1).ok_or_else(|| format!("{}: more than 65535 {rtype} records at one name", origin.fmt_with_dot()))?;
+                        count += 1;
                     }
-                    off
-                };
+                    if !kept.windows(2).all(|w| w[0].1 == w[1].0) {
+                        set.off = u32::try_from(data.len() + moved.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
+                        for &(a, b) in &kept {
+                            moved.extend_from_slice(&data[a..b]);
+                            unused += b - a;
+                        }
+                    }
+                }
                 nodes[n].nsets = nodes[n].nsets.checked_add(1).ok_or_else(|| format!("{}: more than 65535 types at one name", origin.fmt_with_dot()))?;
                 recs[sets] = set;
                 sets += 1;
@@ -483,13 +482,12 @@ impl Builder {
         recs.truncate(sets);
         let mut sets = recs.into_vec();
         u32::try_from(data.len() + moved.len()).map_err(|_| "zone too large (RDATA)".to_string())?;
-        let live = in_place + moved.len();
         data.extend_from_slice(&moved);
         drop(moved);
-        // Duplicates and moved sets leave RDATA that no set points at: when that is more than an
-        // eighth, the sets' records are copied to a buffer of their own.
-        if data.len() - live > data.len() / 8 {
-            data = compact(&mut sets, &data, live);
+        // When more than an eighth of the RDATA is not pointed at, the sets' records are copied
+        // to a buffer of their own.
+        if unused > data.len() / 8 {
+            data = compact(&mut sets, &data, data.len() - unused);
         }
         let mut origin_lower = origin.to_string().to_ascii_lowercase();
         origin_lower.push('.');
