@@ -78,6 +78,32 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// The address a reverse name stands for: `4.3.2.1.in-addr.arpa.` or 32 one-nibble labels
+/// before `.ip6.arpa.` (lower case, fully qualified); `None` for any other name.
+pub fn reverse_name_ip(lower: &str) -> Option<IpAddr> {
+    if let Some(rest) = lower.strip_suffix(".in-addr.arpa.") {
+        let mut o: Vec<&str> = rest.split('.').collect();
+        if o.len() != 4 {
+            return None;
+        }
+        o.reverse();
+        return IpAddr::from_str(&o.join(".")).ok();
+    }
+    let rest = lower.strip_suffix(".ip6.arpa.")?;
+    let nibbles: Vec<&str> = rest.split('.').collect();
+    if nibbles.len() != 32 || nibbles.iter().any(|n| n.len() != 1) {
+        return None;
+    }
+    let mut s = String::with_capacity(39);
+    for (i, n) in nibbles.iter().rev().enumerate() {
+        if i > 0 && i % 4 == 0 {
+            s.push(':');
+        }
+        s.push_str(n);
+    }
+    IpAddr::from_str(&s).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +128,16 @@ mod tests {
         assert!("::/0".parse::<Cidr>().expect("parses").contains(ip("::1")));
         for bad in ["10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/", "10.0.0.0/-1"] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reverse_names_give_their_addresses() {
+        assert_eq!(reverse_name_ip("4.3.2.10.in-addr.arpa."), Some(ip("10.2.3.4")));
+        let v6 = "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.";
+        assert_eq!(reverse_name_ip(v6), Some(ip("2001:db8::1")));
+        for bad in ["3.2.10.in-addr.arpa.", "x.3.2.10.in-addr.arpa.", "1.0.ip6.arpa.", "10.2.3.4.example.", "ab.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa."] {
+            assert_eq!(reverse_name_ip(bad), None, "{bad}");
         }
     }
 }

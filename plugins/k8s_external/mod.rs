@@ -128,31 +128,6 @@ fn address(owner: &Name<Bytes>, ttl: u32, ip: IpAddr) -> Rr {
     }
 }
 
-/// The address of a reverse name (`4.3.2.1.in-addr.arpa.`, 32 nibbles `.ip6.arpa.`).
-fn reverse_to_ip(lower: &str) -> Option<IpAddr> {
-    if let Some(rest) = lower.strip_suffix(".in-addr.arpa.") {
-        let mut o: Vec<&str> = rest.split('.').collect();
-        if o.len() != 4 {
-            return None;
-        }
-        o.reverse();
-        return IpAddr::from_str(&o.join(".")).ok();
-    }
-    let rest = lower.strip_suffix(".ip6.arpa.")?;
-    let nibbles: Vec<&str> = rest.split('.').collect();
-    if nibbles.len() != 32 || nibbles.iter().any(|n| n.len() != 1) {
-        return None;
-    }
-    let mut s = String::with_capacity(39);
-    for (i, n) in nibbles.iter().rev().enumerate() {
-        if i > 0 && i % 4 == 0 {
-            s.push(':');
-        }
-        s.push_str(n);
-    }
-    IpAddr::from_str(&s).ok()
-}
-
 impl K8sExternal {
     /// The longest of our zones that `lower` is in.
     fn zone_of(&self, lower: &str) -> Option<&str> {
@@ -227,7 +202,7 @@ impl K8sExternal {
         }
         // PTR of an external address: the service's name under the first zone.
         if req.qtype == Rtype::PTR {
-            if let Some(ip) = reverse_to_ip(lower) {
+            if let Some(ip) = crate::cidr::reverse_name_ip(lower) {
                 let names = src.external_reverse(ip);
                 if names.is_empty() {
                     if self.falls_through(lower) {

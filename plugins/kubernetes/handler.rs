@@ -170,33 +170,6 @@ fn rr(owner: &Name<Bytes>, ttl: u32, data: ZoneRecordData<Bytes, Name<Bytes>>) -
     Record::new(owner.clone(), Class::IN, Ttl::from_secs(ttl), data)
 }
 
-fn reverse_to_ip(qname: &str) -> Option<IpAddr> {
-    if let Some(rest) = qname.strip_suffix(".in-addr.arpa.") {
-        let mut o: Vec<&str> = rest.split('.').collect();
-        if o.len() != 4 {
-            return None;
-        }
-        o.reverse();
-        return IpAddr::from_str(&o.join(".")).ok();
-    }
-    if let Some(rest) = qname.strip_suffix(".ip6.arpa.") {
-        let nibbles: Vec<&str> = rest.split('.').collect();
-        if nibbles.len() != 32 || nibbles.iter().any(|n| n.len() != 1) {
-            return None;
-        }
-        let hex: String = nibbles.iter().rev().copied().collect();
-        let mut s = String::with_capacity(39);
-        for (i, c) in hex.chars().enumerate() {
-            if i > 0 && i % 4 == 0 {
-                s.push(':');
-            }
-            s.push(c);
-        }
-        return IpAddr::from_str(&s).ok();
-    }
-    None
-}
-
 /// The outcome of one lookup before it becomes a reply.
 #[derive(Default)]
 struct Answer {
@@ -481,7 +454,7 @@ impl Kubernetes {
     /// CoreDNS's `Reverse` and `serviceRecordForIP`: a ClusterIP names its service; otherwise
     /// every endpoint with the address names itself.
     fn ptr(&self, store: &Store, lower: &str, base: &str, zone: &str) -> Result<Vec<String>, NameError> {
-        let Some(ip) = reverse_to_ip(lower) else {
+        let Some(ip) = crate::cidr::reverse_name_ip(lower) else {
             self.records(store, base, zone, lower)?;
             return Ok(Vec::new());
         };
