@@ -199,6 +199,19 @@ impl Request {
     }
 }
 
+/// Whether `name` is `zone` or below it, ASCII case ignored: `Name::ends_with` without walking
+/// labels from the end (which an uncompressed name can only do by starting over from its front
+/// for each label). Both are absolute names in wire form.
+pub fn is_within(name: &Name<Bytes>, zone: &Name<Bytes>) -> bool {
+    let (name, zone) = (name.as_slice(), zone.as_slice());
+    let mut at = 0;
+    // Label lengths are below 64, outside the letters that case folding changes.
+    while name.len() - at > zone.len() {
+        at += 1 + name[at] as usize;
+    }
+    name.len() - at == zone.len() && name[at..].eq_ignore_ascii_case(zone)
+}
+
 /// Parses one record in zone-file text with absolute names (a name without a trailing dot is
 /// taken as absolute, as CoreDNS's `dns.NewRR` does); a record without a TTL gets `default_ttl`,
 /// one without a class IN. For plugins that build records from text at run time (template).
@@ -683,6 +696,18 @@ mod tests {
             r.answer.push(rr(&format!("big.example. 60 IN TXT \"{i:0>60}\"")));
         }
         r
+    }
+
+    #[test]
+    fn is_within_is_ends_with() {
+        let n = |s: &str| -> Name<Bytes> { s.parse().expect("name") };
+        for (name, zone) in [
+            ("a.Example.org.", "example.ORG."), ("example.org.", "example.org."), ("x.y.example.org.", "."),
+            (".", "."), ("example.org.", "a.example.org."), ("aexample.org.", "example.org."), ("a.example.org.", "org.example."),
+            ("a.b.c.", "b.c."), ("a.bb.c.", "b.c."), ("b.c.", "a.b.c."),
+        ] {
+            assert_eq!(is_within(&n(name), &n(zone)), n(name).ends_with(&n(zone)), "{name} in {zone}");
+        }
     }
 
     #[test]

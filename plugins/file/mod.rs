@@ -5,6 +5,7 @@
 //! when a reload finds a new SOA serial; a zone that fails to reload keeps being served as it was.
 
 mod chunked;
+mod index;
 pub mod loader;
 mod nsec3;
 pub mod zone;
@@ -244,7 +245,7 @@ impl Zones {
     }
 
     pub fn find(&self, name: &Name<Bytes>) -> Option<&Arc<Served>> {
-        self.list.iter().find(|z| name.ends_with(&z.origin))
+        self.list.iter().find(|z| crate::message::is_within(name, &z.origin))
     }
 
     pub fn list(&self) -> &[Arc<Served>] {

@@ -10,8 +10,8 @@
 //!   descendant's key, so a query walks down from the apex by slicing one key built on the stack.
 //!   Keys are stored relative to the apex (the apex's own key is left off every one of them) in
 //!   one byte arena; an empty non-terminal's key points into its first descendant's bytes.
-//! - `nodes` is sorted by key and searched by bisection; the predecessor of a name (for NSEC) is
-//!   the previous entry. Every ancestor of an owner up to the apex has a node, so empty
+//! - `nodes` is sorted by key; a name is found through a hash index over the keys (`index`, five
+//!   bytes a name), and the predecessor of a name (for NSEC) is the previous entry. Every ancestor of an owner up to the apex has a node, so empty
 //!   non-terminals exist as nodes without sets.
 //! - A node's RRsets are a run of small fixed records (type, TTL, count, offset) in `sets`, in
 //!   type order; their RDATA is in wire form, names uncompressed (as RFC 3597 §4 and the
@@ -32,6 +32,7 @@ use domain::rdata::{Cname, ZoneRecordData};
 use octseq::Parser;
 
 use super::chunked::Chunked;
+use super::index::Index;
 use crate::plugin::{Reply, Request, Rr};
 
 /// CNAME and DNAME links followed for one query, as Knot DNS bounds them.
@@ -84,6 +85,8 @@ pub struct Zone {
     /// Owner names as written, for the nodes flagged `CASED`, by node index.
     cased: Box<[(u32, Name<Bytes>)]>,
     signed: bool,
+    /// The node of each key.
+    index: Index,
     /// Set when the zone is signed with NSEC3 (its apex has an NSEC3PARAM).
     nsec3: Option<super::nsec3::Chain>,
     pub records: usize,
@@ -349,7 +352,7 @@ impl Builder {
         let keys = keys.into_vec();
         let mut nodes = nodes.into_vec();
         let mut data = data.into_vec();
-        let key_of = |n: &NodeEntry| &keys[n.key as usize..n.key as usize + n.key_len as usize];
+        let key_of = |n: &NodeEntry| key_at(&keys, n);
 
         // The names, sorted, each once: a name's runs in the order read, then its ancestor
         // entries. Each record's place is then known: by name, then as read.
@@ -504,10 +507,12 @@ impl Builder {
             rdata: Bytes::from(data),
             cased: cased_nodes.into_boxed_slice(),
             signed,
+            index: Index::build(0, |_| &[]),
             nsec3: None,
             records: count,
         };
         zone.check()?;
+        zone.index = Index::build(zone.nodes.len(), |i| key_at(&zone.keys, &zone.nodes[i]));
         Ok(zone)
     }
 }
@@ -597,17 +602,25 @@ impl Zone {
 
     /// Bytes the zone's arrays take (not counting the allocator's own overhead).
     pub fn heap_size(&self) -> usize {
-        self.keys.len() + std::mem::size_of_val(&*self.nodes) + std::mem::size_of_val(&*self.sets) + self.rdata.len() + self.cased.len() * 64
+        self.keys.len()
+            + std::mem::size_of_val(&*self.nodes)
+            + std::mem::size_of_val(&*self.sets)
+            + self.rdata.len()
+            + self.cased.len() * 64
+            + self.index.heap_size()
     }
 
     fn key_at(&self, n: &NodeEntry) -> &[u8] {
-        &self.keys[n.key as usize..n.key as usize + n.key_len as usize]
+        key_at(&self.keys, n)
     }
 
     /// The node of a full key (one that starts with the apex's).
     fn find(&self, key: &[u8]) -> Option<usize> {
         let rel = key.get(self.apex_key_len..)?;
-        let i = self.nodes.binary_search_by(|n| self.key_at(n).cmp(rel)).ok()?;
+        let i = match self.index.get(rel, |i| key_at(&self.keys, &self.nodes[i])) {
+            Some(found) => found?,
+            None => self.nodes.binary_search_by(|n| self.key_at(n).cmp(rel)).ok()?,
+        };
         (self.nodes[i].flags & HASHED == 0).then_some(i)
     }
 
@@ -829,7 +842,7 @@ impl Zone {
         reply.header.set_aa(true);
         let mut links = 0;
         'chain: loop {
-            if !name.ends_with(&self.origin) {
+            if !crate::message::is_within(&name, &self.origin) {
                 // A CNAME or DNAME out of the zone: the client follows it (RFC 1034 §4.3.2 3.a).
                 return;
             }
@@ -1073,6 +1086,10 @@ impl Zone {
 }
 
 /// The labels of `name`, leftmost first, the root left off.
+fn key_at<'a>(keys: &'a [u8], n: &NodeEntry) -> &'a [u8] {
+    &keys[n.key as usize..n.key as usize + n.key_len as usize]
+}
+
 fn labels_of(name: &impl ToName) -> ([&[u8]; 128], usize) {
     let mut labels: [&[u8]; 128] = [&[]; 128];
     let mut n = 0;

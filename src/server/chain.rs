@@ -143,7 +143,7 @@ impl Router {
     /// server picks a view. `.` holds every name.
     pub fn route(&self, req: &mut Request) -> Option<&Arc<Chain>> {
         for (z, c) in &self.entries {
-            if !req.qname.ends_with(z) {
+            if !crate::message::is_within(&req.qname, z) {
                 continue;
             }
             for collect in &c.collectors {

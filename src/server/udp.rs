@@ -220,6 +220,8 @@ mod mmsg {
         addrs: Box<[libc::sockaddr_storage; BATCH]>,
         iovs: Box<[libc::iovec; BATCH]>,
         hdrs: Box<[libc::mmsghdr; BATCH]>,
+        /// Headers the last receive filled.
+        used: usize,
     }
 
     // SAFETY: the raw pointers in `iovs` and `hdrs` point into the batch's own heap buffers,
@@ -234,10 +236,17 @@ mod mmsg {
                 addrs: Box::new(unsafe { zeroed() }),
                 iovs: Box::new(unsafe { zeroed() }),
                 hdrs: Box::new(unsafe { zeroed() }),
+                used: 0,
             };
             for i in 0..BATCH {
                 // SAFETY: slot `i` is inside the mapping.
                 b.iovs[i] = libc::iovec { iov_base: unsafe { b.bufs.ptr.add(i * SLOT) }.cast(), iov_len: SLOT };
+                // The boxes do not move when the batch does: these pointers stay valid.
+                let h = &mut b.hdrs[i].msg_hdr;
+                h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+                h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                h.msg_iov = &mut b.iovs[i];
+                h.msg_iovlen = 1;
             }
             b
         }
@@ -245,17 +254,12 @@ mod mmsg {
         /// Blocks until at least one datagram is queued (or the socket's read timeout passes),
         /// then takes up to `BATCH`; returns how many.
         pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
-            for i in 0..BATCH {
-                let h = &mut self.hdrs[i];
-                h.msg_hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            // The kernel writes only the address length, flags and length of the datagrams it
+            // fills: only those of the last receive need their address length back.
+            for h in &mut self.hdrs[..self.used] {
                 h.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_hdr.msg_iov = &mut self.iovs[i];
-                h.msg_hdr.msg_iovlen = 1;
-                h.msg_hdr.msg_control = std::ptr::null_mut();
-                h.msg_hdr.msg_controllen = 0;
-                h.msg_hdr.msg_flags = 0;
-                h.msg_len = 0;
             }
+            self.used = 0;
             // SAFETY: every header points at live buffers of the sizes given, owned by `self`.
             let n = unsafe {
                 libc::recvmmsg(sock.as_raw_fd(), self.hdrs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
@@ -263,6 +267,7 @@ mod mmsg {
             if n < 0 {
                 return Err(io::Error::last_os_error());
             }
+            self.used = n as usize;
             Ok(n as usize)
         }
 
