@@ -19,6 +19,21 @@ pub use crate::metrics::CounterVec;
 pub use crate::message::{parse_rr, Edns, EdnsOption, Metadata, Proto, Reply, Request, Rr};
 pub use crate::server::options::ServerOptions;
 
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The worker this thread serves (its runtime's thread and its UDP threads share the index),
+/// for state a plugin keeps per worker; 0 on any other thread.
+pub fn worker() -> usize {
+    WORKER.with(|w| w.get())
+}
+
+/// Marks this thread as serving worker `i` (the server does, for the threads it starts).
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
 /// Everything a plugin module usually needs.
 pub mod prelude {
     pub use super::{

@@ -56,6 +56,7 @@ pub struct Upstream {
     pub label: String,
     pub connector: Connector,
     pub pool: StreamPool,
+    udp: transport::UdpPool,
     fails: AtomicU32,
     checking: AtomicBool,
     /// Set when the plugin is dropped (reload), so a probe loop stops.
@@ -83,6 +84,7 @@ impl Upstream {
             label,
             connector,
             pool,
+            udp: transport::UdpPool::default(),
             fails: AtomicU32::new(0),
             checking: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -172,7 +174,7 @@ impl Upstream {
             Proto::Udp => {
                 // A fresh random ID for every try: with the fresh source port, 32 bits to guess.
                 query[..2].copy_from_slice(&rand::random::<u16>().to_be_bytes());
-                transport::udp(self.addr, query, q, timeout).await
+                self.udp.exchange(self.addr, query, q, timeout).await
             }
             Proto::Tcp | Proto::Tls => self.pool.exchange(self.addr, &self.connector, query, q, timeout).await,
         }

@@ -97,7 +97,10 @@ impl Server {
             handles.push(rt.handle().clone());
             std::thread::Builder::new()
                 .name(format!("ferrite-worker-{i}"))
-                .spawn(move || rt.block_on(std::future::pending::<()>()))?;
+                .spawn(move || {
+                    crate::plugin::set_worker(i);
+                    rt.block_on(std::future::pending::<()>())
+                })?;
         }
         Ok(Server { workers: handles, listeners: BTreeMap::new() })
     }
@@ -154,7 +157,10 @@ impl Server {
             s.set_nonblocking(false)?;
             s.set_read_timeout(Some(UDP_STOP_POLL))?;
             let (r, h, st, q) = (router.clone(), self.workers[i].clone(), stop.clone(), in_flight.clone());
-            udp_threads.push(std::thread::Builder::new().name(format!("ferrite-udp-{i}")).spawn(move || udp::serve(s, r, h, st, q))?);
+            udp_threads.push(std::thread::Builder::new().name(format!("ferrite-udp-{i}")).spawn(move || {
+                crate::plugin::set_worker(i);
+                udp::serve(s, r, h, st, q)
+            })?);
         }
         for (i, l) in f.tcp.into_iter().enumerate() {
             let h = &self.workers[i];
