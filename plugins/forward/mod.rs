@@ -508,7 +508,8 @@ impl Forward {
 
     /// Whether this forward handles `qname`: inside FROM and outside every `except` zone.
     fn handles(&self, qname: &Name<Bytes>) -> bool {
-        qname.ends_with(&self.from) && !self.except.iter().any(|z| qname.ends_with(z))
+        use crate::message::is_within;
+        is_within(qname, &self.from) && !self.except.iter().any(|z| is_within(qname, z))
     }
 
     async fn forward<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> Result<Reply, ServeError> {
