@@ -431,3 +431,19 @@ fn more_ttls_than_a_count_tells_apart() {
         assert_eq!(reply.answer.iter().map(|r| r.to_string()).collect::<Vec<_>>(), [format!("n{i}.example.org. {} IN A 10.0.{hi}.{lo}", 1000 + i)]);
     }
 }
+
+#[test]
+fn a_key_is_the_labels_from_the_root_down_in_lower_case() {
+    use super::zone::Key;
+    let name: domain::base::Name<bytes::Bytes> = "A.b.Example.".parse().expect("name");
+    let k = Key::new(&name);
+    assert_eq!(k.full(), b"example\0b\0a\0");
+    assert_eq!(k.prefix(0), b"");
+    assert_eq!(k.prefix(1), b"example\0");
+    assert_eq!(k.prefix(2), b"example\0b\0");
+    assert_eq!(Key::new(&domain::base::Name::root_bytes()).full(), b"");
+    let long: domain::base::Name<bytes::Bytes> = format!("{}x.", "a.".repeat(126)).parse().expect("127 labels");
+    let k = Key::new(&long);
+    assert_eq!(k.full().len(), 254);
+    assert_eq!(k.prefix(1), b"x\0");
+}

@@ -102,21 +102,26 @@ pub struct Key {
 
 impl Key {
     pub fn new(name: &impl ToName) -> Key {
-        let (labels, n) = labels_of(name);
-        let mut k = Key { buf: [0; 256], ends: [0; 128], labels: n };
-        let mut pos = 0;
-        for (i, l) in labels[..n].iter().rev().enumerate() {
-            for &c in l.iter() {
-                if pos < 255 {
-                    k.buf[pos] = c.to_ascii_lowercase();
-                    pos += 1;
-                }
+        // A name of at most 255 octets has at most 127 labels below the root and a key of at
+        // most 254 octets (its wire form less the root label), so everything fits. The labels
+        // are read from the left and written from the end of the key backwards.
+        let (mut n, mut len) = (0, 0);
+        for l in name.iter_labels().filter(|l| !l.is_root()) {
+            n += 1;
+            len += l.len() + 1;
+        }
+        let mut k = Key { buf: [0; 256], ends: [0; 128], labels: n.min(128) };
+        if n > 128 || len > 255 {
+            return k;
+        }
+        let mut end = len;
+        for (depth, l) in (1..=n).rev().zip(name.iter_labels()) {
+            k.ends[depth - 1] = end as u8;
+            let start = end - l.len() - 1;
+            for (d, &c) in k.buf[start..end - 1].iter_mut().zip(l.as_slice()) {
+                *d = c.to_ascii_lowercase();
             }
-            if pos < 255 {
-                k.buf[pos] = 0;
-                pos += 1;
-            }
-            k.ends[i] = pos as u8;
+            end = start;
         }
         k
     }
