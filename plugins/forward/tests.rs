@@ -722,3 +722,38 @@ async fn tls_with_a_client_certificate_sets_up_and_answers() {
     assert!(e.to_string().contains("missing.key"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A kept socket is rebound before each query, over IPv6 as over IPv4: the upstream sees a new
+/// source port every time (the kernel draws it at random, so two may rarely coincide).
+#[tokio::test]
+async fn kept_sockets_leave_from_a_new_port_each_query_over_ipv6_too() {
+    let Ok(up) = tokio::net::UdpSocket::bind("[::1]:0").await else { return }; // no IPv6 here
+    let addr = up.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = up.recv_from(&mut buf).await {
+            log.lock().expect("lock").push(from.port());
+            let mut reply = buf[..n].to_vec();
+            reply[2] |= 0x80; // QR
+            let _ = up.send_to(&reply, from).await;
+        }
+    });
+    let pool = transport::UdpPool::default();
+    let qname: domain::base::Name<Bytes> = "example.org.".parse().expect("name");
+    let q = transport::Question { qname: &qname, qtype: Rtype::A, qclass: Class::IN };
+    for id in 0..5u16 {
+        let mut query = domain::base::MessageBuilder::new_vec();
+        query.header_mut().set_id(id);
+        let mut b = query.question();
+        b.push((&qname, Rtype::A, Class::IN)).expect("fits");
+        let wire = b.finish();
+        pool.exchange(addr, &wire, &q, Duration::from_secs(2)).await.expect("answered");
+    }
+    let mut ports = seen.lock().expect("lock").clone();
+    assert_eq!(ports.len(), 5);
+    ports.sort();
+    ports.dedup();
+    assert!(ports.len() >= 4, "source ports repeat: {ports:?}");
+}
