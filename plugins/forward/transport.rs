@@ -86,26 +86,29 @@ const POOL_SLOTS: usize = 16;
 /// its runtime's thread gives back). A socket is not a port: before each query it is
 /// disconnected, which gives up its port, and connected again, which has the kernel bind it to
 /// a new one, at random from the ephemeral range. So every query still leaves from a fresh
-/// random port, without a new socket, its registration with the runtime, and its close (four
-/// system calls a query, and a third of the CPU time of a forwarded query on loopback).
+/// random port, without a new socket, its registration with the runtime and its close (four
+/// system calls for one more, and a third of the CPU time of a forwarded query on loopback).
 pub struct UdpPool {
-    idle: Box<[Mutex<Vec<Sock>>]>,
-    anchors: Box<[Arc<Anchor>]>,
+    slots: Box<[Slot]>,
+}
+
+/// One worker's share of a pool.
+#[derive(Default)]
+struct Slot {
+    idle: Mutex<Vec<Sock>>,
+    anchor: Arc<Anchor>,
 }
 
 impl Default for UdpPool {
     fn default() -> Self {
-        UdpPool {
-            idle: (0..POOL_SLOTS).map(|_| Mutex::new(Vec::new())).collect(),
-            anchors: (0..POOL_SLOTS).map(|_| Arc::new(Anchor::default())).collect(),
-        }
+        UdpPool { slots: (0..POOL_SLOTS).map(|_| Slot::default()).collect() }
     }
 }
 
 /// How often an anchor timer fires: below the shortest try timeout (`upstream::MIN_TIMEOUT`).
 const ANCHOR_TICK: Duration = Duration::from_millis(100);
-/// An anchor stops after this long without a query.
-const ANCHOR_IDLE: Duration = Duration::from_secs(2);
+/// An anchor stops after this many ticks without a query (2 s).
+const ANCHOR_QUIET_TICKS: u32 = 20;
 
 /// A timer that keeps firing on a worker's runtime while its UDP thread forwards queries.
 ///
@@ -114,18 +117,17 @@ const ANCHOR_IDLE: Duration = Duration::from_secs(2);
 /// a context switch) though nothing is due for hundreds of milliseconds: at 10,000 queries a
 /// second on loopback, a third of all forwarded queries did that. With a timer due within
 /// `ANCHOR_TICK`, setting a later one wakes nobody. The anchor runs only while queries come and
-/// stops by itself after `ANCHOR_IDLE` without any, so an idle server stays idle.
+/// stops by itself after `ANCHOR_QUIET_TICKS` ticks without any, so an idle server stays idle.
 #[derive(Default)]
 struct Anchor {
     running: AtomicBool,
-    /// When the last query was set up, as tokio's clock, in milliseconds since `EPOCH`.
-    last: std::sync::atomic::AtomicU64,
+    /// Queries set up so far; the timer stops once a run of ticks has seen it unchanged.
+    queries: AtomicUsize,
 }
 
 impl Anchor {
     fn touch(self: &Arc<Self>) {
-        let now = Instant::now();
-        self.last.store(millis(now), Ordering::Relaxed);
+        self.queries.fetch_add(1, Ordering::Relaxed);
         if self.running.load(Ordering::Relaxed) || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -135,22 +137,17 @@ impl Anchor {
         };
         let me = self.clone();
         rt.spawn(async move {
-            loop {
+            let (mut seen, mut quiet) = (me.queries.load(Ordering::Relaxed), 0);
+            while quiet < ANCHOR_QUIET_TICKS {
                 tokio::time::sleep(ANCHOR_TICK).await;
-                let idle = millis(Instant::now()).saturating_sub(me.last.load(Ordering::Relaxed));
-                if idle > ANCHOR_IDLE.as_millis() as u64 {
-                    me.running.store(false, Ordering::Release);
-                    break;
-                }
+                let now = me.queries.load(Ordering::Relaxed);
+                quiet = if now == seen { quiet + 1 } else { 0 };
+                seen = now;
             }
+            // A query set up between the last tick and this store only wakes the runtime once.
+            me.running.store(false, Ordering::Release);
         });
     }
-}
-
-/// Milliseconds from the first call, on tokio's clock.
-fn millis(t: Instant) -> u64 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    t.saturating_duration_since(*EPOCH.get_or_init(Instant::now)).as_millis() as u64
 }
 
 /// A pooled upstream socket, registered with the runtime for reading only: sending on a UDP
@@ -160,13 +157,13 @@ fn millis(t: Instant) -> u64 {
 type Sock = AsyncFd<socket2::Socket>;
 
 impl UdpPool {
-    fn slot(&self) -> &Mutex<Vec<Sock>> {
-        &self.idle[crate::plugin::worker() % POOL_SLOTS]
+    fn slot(&self) -> &Slot {
+        &self.slots[crate::plugin::worker() % POOL_SLOTS]
     }
 
     /// A socket connected to `addr` from a port the kernel has just picked.
-    fn take(&self, addr: SocketAddr) -> io::Result<Sock> {
-        let kept = self.slot().lock().unwrap_or_else(|e| e.into_inner()).pop();
+    fn take(slot: &Slot, addr: SocketAddr) -> io::Result<Sock> {
+        let kept = slot.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if let Some(sock) = kept {
             disconnect(sock.get_ref())?;
             sock.get_ref().connect(&addr.into())?;
@@ -191,12 +188,12 @@ impl UdpPool {
 
     /// Keeps a socket whose exchange ended with its reply (one that timed out or failed is
     /// closed: what it may still receive or report is not for the next query).
-    fn give_back(&self, sock: Sock) {
+    fn give_back(slot: &Slot, sock: Sock) {
         if !cfg!(target_os = "linux") {
             // Elsewhere a disconnected socket may keep its port: a new socket for every query.
             return;
         }
-        let mut idle = self.slot().lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = slot.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < IDLE_PER_WORKER {
             idle.push(sock);
         }
@@ -206,8 +203,9 @@ impl UdpPool {
     /// datagrams from any other source; a datagram that is not a response with our ID and
     /// question is ignored and we keep listening until the try's time is up.
     pub async fn exchange(&self, addr: SocketAddr, query: &[u8], q: &Question<'_>, timeout: Duration) -> Result<Bytes, ExchangeError> {
-        self.anchors[crate::plugin::worker() % POOL_SLOTS].touch();
-        let sock = self.take(addr)?;
+        let slot = self.slot();
+        slot.anchor.touch();
+        let sock = Self::take(slot, addr)?;
         sock.get_ref().send(query)?;
         let id = u16::from_be_bytes([query[0], query[1]]);
         let work = async {
@@ -231,7 +229,8 @@ impl UdpPool {
             Ok(r) => r.map_err(ExchangeError::from)?,
             Err(_) => return Err(ExchangeError::Timeout(timeout)),
         };
-        self.give_back(sock);
+        // NOTE: given back to the slot it came from, whichever thread finishes the query.
+        Self::give_back(slot, sock);
         Ok(reply)
     }
 }
