@@ -39,6 +39,8 @@ enum Noise {
     WrongId,
     WrongQuestion,
     Garbage,
+    /// The right ID and question, from another port of the upstream's address.
+    WrongSource,
 }
 
 /// A scripted upstream on 127.0.0.1 (UDP and TCP on one port); `script` decides per query.
@@ -105,6 +107,12 @@ async fn mock(script: Script) -> Mock {
                     let good = answer_wire(&q, rc, &recs);
                     for k in noise {
                         let bad = match k {
+                            Noise::WrongSource => {
+                                let other = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+                                let evil = answer_wire(&q, Rcode::NOERROR, &["example.org. 300 IN A 6.6.6.6"]);
+                                let _ = other.send_to(&evil, peer).await;
+                                continue;
+                            }
                             Noise::WrongId => {
                                 let mut b = answer_wire(&q, Rcode::NOERROR, &["evil.example. 300 IN A 6.6.6.6"]);
                                 b[0] ^= 0x55;
@@ -327,7 +335,11 @@ async fn every_udp_query_has_a_fresh_port_and_a_random_id() {
 #[tokio::test]
 async fn spoofed_and_garbled_datagrams_are_ignored() {
     let m = mock(script(|_, _| {
-        Act::Noise(vec![Noise::WrongId, Noise::WrongQuestion, Noise::Garbage], Rcode::NOERROR, vec!["example.org. 300 in a 192.0.2.1"])
+        Act::Noise(
+            vec![Noise::WrongSource, Noise::WrongId, Noise::WrongQuestion, Noise::Garbage],
+            Rcode::NOERROR,
+            vec!["example.org. 300 in a 192.0.2.1"],
+        )
     }))
     .await;
     let chain = setup(&format!("forward . {}", m.addr), &["."]).expect("sets up");
@@ -756,4 +768,37 @@ async fn kept_sockets_leave_from_a_new_port_each_query_over_ipv6_too() {
     ports.sort();
     ports.dedup();
     assert!(ports.len() >= 4, "source ports repeat: {ports:?}");
+}
+
+/// A refused UDP try (ICMP port unreachable from an upstream that is down) fails at once, not
+/// when its time is up, on a fresh socket and on a kept one.
+#[tokio::test]
+async fn a_refused_udp_try_fails_at_once() {
+    let up = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let live = up.local_addr().expect("addr");
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr")
+    };
+    let answer = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let (n, from) = up.recv_from(&mut buf).expect("query");
+        buf[2] |= 0x80; // QR
+        up.send_to(&buf[..n], from).expect("reply");
+    });
+    let pool = transport::UdpPool::default();
+    let qname: domain::base::Name<Bytes> = "example.org.".parse().expect("name");
+    let q = transport::Question { qname: &qname, qtype: Rtype::A, qclass: Class::IN };
+    let mut b = domain::base::MessageBuilder::new_vec().question();
+    b.push((&qname, Rtype::A, Class::IN)).expect("fits");
+    let wire = b.finish();
+    // The first exchange leaves a kept socket behind; the refused tries use it, then a new one.
+    pool.exchange(live, &wire, &q, Duration::from_secs(5)).await.expect("answered");
+    answer.join().expect("upstream thread");
+    for _ in 0..2 {
+        match pool.exchange(closed, &wire, &q, Duration::from_secs(30)).await {
+            Err(transport::ExchangeError::Io(_)) => {}
+            other => panic!("expected a refused try, got {other:?}"),
+        }
+    }
 }

@@ -83,11 +83,11 @@ const IDLE_PER_WORKER: usize = 64;
 const POOL_SLOTS: usize = 16;
 
 /// UDP sockets to one upstream, kept between queries, one list per worker (its UDP thread takes,
-/// its runtime's thread gives back). A socket is not a port: before each query it is
-/// disconnected, which gives up its port, and connected again, which has the kernel bind it to
-/// a new one, at random from the ephemeral range. So every query still leaves from a fresh
-/// random port, without a new socket, its registration with the runtime and its close (four
-/// system calls for one more, and a third of the CPU time of a forwarded query on loopback).
+/// its runtime's thread gives back). A socket is not a port: before each query it gives up its
+/// port (connect(AF_UNSPEC)), and the query's send has the kernel bind it to a new one, at
+/// random from the ephemeral range. So every query still leaves from a fresh random port,
+/// without a new socket, its registration with the runtime and its close (four system calls
+/// for one, and a third of the CPU time of a forwarded query on loopback).
 pub struct UdpPool {
     slots: Box<[Slot]>,
 }
@@ -161,12 +161,17 @@ impl UdpPool {
         &self.slots[crate::plugin::worker() % POOL_SLOTS]
     }
 
-    /// A socket connected to `addr` from a port the kernel has just picked.
+    /// A socket for a query to `addr` whose next send binds it to a port the kernel picks then.
+    ///
+    /// On Linux the socket is not connected: a kept one is only unbound (one system call), and
+    /// the send to `addr` binds it afresh; a connect would cost a second call, for a route
+    /// lookup the send makes anyway. Replies from other sources are told apart by their address
+    /// instead of by the kernel, and ICMP errors still end the try at once (IP_RECVERR; other
+    /// systems report them to connected sockets only, and there a refused try times out).
     fn take(slot: &Slot, addr: SocketAddr) -> io::Result<Sock> {
         let kept = slot.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         if let Some(sock) = kept {
             disconnect(sock.get_ref())?;
-            sock.get_ref().connect(&addr.into())?;
             // What the last query left ready (its reply, read) is not news for this one; a
             // datagram still queued from before is checked like any other and ignored.
             if let Poll::Ready(Ok(mut ready)) = sock.poll_read_ready(&mut Context::from_waker(Waker::noop())) {
@@ -174,13 +179,13 @@ impl UdpPool {
             }
             return Ok(sock);
         }
-        // NOTE: created non-blocking and close-on-exec in one system call; connect() binds.
+        // NOTE: created non-blocking and close-on-exec in one system call.
         let raw = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::DGRAM.nonblocking().cloexec(),
             Some(socket2::Protocol::UDP),
         )?;
-        raw.connect(&addr.into())?;
+        report_icmp_errors(&raw, addr)?;
         // SAFETY: the socket owns its fd, which stays open and the same until the AsyncFd,
         // which owns the socket, is dropped.
         unsafe { AsyncFd::register_with_interest(raw, tokio::io::Interest::READABLE) }.map_err(|e| e.into_parts().1)
@@ -199,23 +204,30 @@ impl UdpPool {
         }
     }
 
-    /// One UDP query from a fresh random port. The socket is connected, so the kernel drops
-    /// datagrams from any other source; a datagram that is not a response with our ID and
-    /// question is ignored and we keep listening until the try's time is up.
+    /// One UDP query from a fresh random port. A datagram that does not come from `addr` or is
+    /// not a response with our ID and question is ignored, and we keep listening until the
+    /// try's time is up.
     pub async fn exchange(&self, addr: SocketAddr, query: &[u8], q: &Question<'_>, timeout: Duration) -> Result<Bytes, ExchangeError> {
         let slot = self.slot();
         slot.anchor.touch();
         let sock = Self::take(slot, addr)?;
-        sock.get_ref().send(query)?;
+        sock.get_ref().send_to(query, &addr.into())?;
         let id = u16::from_be_bytes([query[0], query[1]]);
         let work = async {
             let mut buf = BytesMut::with_capacity(UDP_BUF);
             loop {
-                let mut ready = sock.readable().await?;
+                // An ICMP error comes as EPOLLERR alone, not as readability.
+                let mut ready = sock.ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR).await?;
                 buf.clear();
-                match ready.try_io(|s| s.get_ref().recv(buf.spare_capacity_mut())) {
-                    // SAFETY: recv initialised the first `n` bytes of the spare capacity.
-                    Ok(n) => unsafe { buf.set_len(n?) },
+                match ready.try_io(|s| s.get_ref().recv_from(buf.spare_capacity_mut())) {
+                    Ok(r) => {
+                        let (n, from) = r?;
+                        // SAFETY: recv_from initialised the first `n` bytes of the spare capacity.
+                        unsafe { buf.set_len(n) };
+                        if !same_peer(&from, addr) {
+                            continue;
+                        }
+                    }
                     // Nothing after all: readiness is cleared, wait again.
                     Err(_) => continue,
                 }
@@ -235,8 +247,43 @@ impl UdpPool {
     }
 }
 
-/// connect(AF_UNSPEC): the socket gives up its peer, and on Linux its automatically bound
-/// address and port too (the socket is unhashed), so the next connect binds it afresh.
+/// Whether a datagram from `from` comes from the upstream at `addr` (address and port; an
+/// IPv6 source carries flow and scope details that the upstream's address may lack).
+fn same_peer(from: &socket2::SockAddr, addr: SocketAddr) -> bool {
+    match (from.as_socket(), addr) {
+        (Some(SocketAddr::V6(f)), SocketAddr::V6(a)) => f.ip() == a.ip() && f.port() == a.port(),
+        (Some(f), a) => f == a,
+        (None, _) => false,
+    }
+}
+
+/// IP_RECVERR (IPV6_RECVERR): an ICMP error for our query, say port unreachable from an
+/// upstream that is down, fails the next receive on this unconnected socket, as it would on a
+/// connected one, so the try fails at once instead of waiting out its time.
+fn report_icmp_errors(sock: &socket2::Socket, addr: SocketAddr) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (level, name) = match addr {
+            SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_RECVERR),
+            SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_RECVERR),
+        };
+        let on: libc::c_int = 1;
+        // SAFETY: an int option of its own size, for the socket's fd.
+        let rc = unsafe {
+            libc::setsockopt(sock.as_raw_fd(), level, name, (&on as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (sock, addr);
+    Ok(())
+}
+
+/// connect(AF_UNSPEC): on Linux the socket gives up its automatically bound address and port
+/// (the socket is unhashed), so the next send binds it afresh.
 fn disconnect(sock: &socket2::Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: a zeroed sockaddr with family AF_UNSPEC, of its own size, for the socket's fd.
