@@ -321,7 +321,12 @@ impl Reply {
 
     /// Parses a whole message (from an upstream or a test) into an owned reply.
     pub fn from_wire(wire: &[u8]) -> Result<Reply, WireError> {
-        let msg = Message::from_octets(Bytes::copy_from_slice(wire)).map_err(|_| WireError("short message"))?;
+        Self::from_bytes(Bytes::copy_from_slice(wire))
+    }
+
+    /// As [`Reply::from_wire`], for a message already in `Bytes` (not copied again).
+    pub fn from_bytes(wire: Bytes) -> Result<Reply, WireError> {
+        let msg = Message::from_octets(wire).map_err(|_| WireError("short message"))?;
         let header = msg.header();
         let mut question = None;
         let mut sections = msg.question();

@@ -494,16 +494,17 @@ impl Drop for Slot<'_> {
 }
 
 impl Forward {
-    /// The order upstreams are tried in for one query.
-    fn order(&self) -> Vec<usize> {
+    /// The order upstreams are tried in for one query: the first `upstreams.len()` entries.
+    fn order(&self) -> [u8; MAX_UPSTREAMS] {
         let n = self.upstreams.len();
-        let mut v: Vec<usize> = (0..n).collect();
+        let mut order: [u8; MAX_UPSTREAMS] = std::array::from_fn(|i| i as u8);
+        let v = &mut order[..n];
         match self.policy {
             Policy::Random => v.shuffle(&mut rand::rng()),
             Policy::RoundRobin => v.rotate_left(self.turn.fetch_add(1, Ordering::Relaxed) % n),
             Policy::Sequential => {}
         }
-        v
+        order
     }
 
     /// Whether this forward handles `qname`: inside FROM and outside every `except` zone.
@@ -516,7 +517,7 @@ impl Forward {
         let mut query = encode_query(req);
         let q = transport::Question { qname: &req.qname, qtype: req.qtype, qclass: req.qclass };
         let list = self.order();
-        let n = list.len();
+        let n = self.upstreams.len();
         let deadline = Instant::now() + QUERY_DEADLINE;
         // Stream when asked to, or when the client came over TCP (unless prefer_udp), as CoreDNS.
         let mut use_tcp = self.force_tcp || (req.proto == ClientProto::Tcp && !self.prefer_udp);
@@ -526,7 +527,11 @@ impl Forward {
         let mut last_err: Option<String> = None;
         let mut failed_over: Option<Reply> = None;
         // Each upstream gets two tries at most, so a query never spins on refused connections.
-        while Instant::now() < deadline && tries < 2 * n + 1 {
+        loop {
+            let now = Instant::now();
+            if now >= deadline || tries >= 2 * n + 1 {
+                break;
+            }
             if i >= n {
                 i = 0;
                 fails = 0;
@@ -534,7 +539,7 @@ impl Forward {
                     break;
                 }
             }
-            let mut up = &self.upstreams[list[i]];
+            let mut up = &self.upstreams[list[i] as usize];
             i += 1;
             if up.down(self.health.max_fails) {
                 fails += 1;
@@ -563,9 +568,9 @@ impl Forward {
                 // A new stream may need a handshake first.
                 timeout = timeout.max(Duration::from_secs(1));
             }
-            timeout = timeout.min(deadline.saturating_duration_since(Instant::now()));
+            timeout = timeout.min(deadline.saturating_duration_since(now));
             up.count_request();
-            let start = Instant::now();
+            let start = now;
             let wire = match up.exchange(&mut query, proto, &q, timeout).await {
                 Ok(w) => w,
                 Err(ExchangeError::Closed) => {
@@ -580,7 +585,7 @@ impl Forward {
                 }
             };
             let took = start.elapsed();
-            let mut reply = match Reply::from_wire(&wire) {
+            let mut reply = match Reply::from_bytes(wire) {
                 Ok(mut r) => {
                     r.plugin = "forward";
                     r
