@@ -529,7 +529,7 @@ impl Forward {
         // Each upstream gets two tries at most, so a query never spins on refused connections.
         loop {
             let now = Instant::now();
-            if now >= deadline || tries >= 2 * n + 1 {
+            if now >= deadline || tries > 2 * n {
                 break;
             }
             if i >= n {
