@@ -735,6 +735,15 @@ async fn tls_with_a_client_certificate_sets_up_and_answers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A query for `qname` A with `id`, as `UdpPool::exchange` takes it.
+fn a_query(qname: &domain::base::Name<Bytes>, id: u16) -> Vec<u8> {
+    let mut query = domain::base::MessageBuilder::new_vec();
+    query.header_mut().set_id(id);
+    let mut b = query.question();
+    b.push((qname, Rtype::A, Class::IN)).expect("fits");
+    b.finish()
+}
+
 /// A kept socket is rebound before each query, over IPv6 as over IPv4: the upstream sees a new
 /// source port every time (the kernel draws it at random, so two may rarely coincide).
 #[tokio::test]
@@ -756,12 +765,7 @@ async fn kept_sockets_leave_from_a_new_port_each_query_over_ipv6_too() {
     let qname: domain::base::Name<Bytes> = "example.org.".parse().expect("name");
     let q = transport::Question { qname: &qname, qtype: Rtype::A, qclass: Class::IN };
     for id in 0..5u16 {
-        let mut query = domain::base::MessageBuilder::new_vec();
-        query.header_mut().set_id(id);
-        let mut b = query.question();
-        b.push((&qname, Rtype::A, Class::IN)).expect("fits");
-        let wire = b.finish();
-        pool.exchange(addr, &wire, &q, Duration::from_secs(2)).await.expect("answered");
+        pool.exchange(addr, &a_query(&qname, id), &q, Duration::from_secs(2)).await.expect("answered");
     }
     let mut ports = seen.lock().expect("lock").clone();
     assert_eq!(ports.len(), 5);
@@ -789,9 +793,7 @@ async fn a_refused_udp_try_fails_at_once() {
     let pool = transport::UdpPool::default();
     let qname: domain::base::Name<Bytes> = "example.org.".parse().expect("name");
     let q = transport::Question { qname: &qname, qtype: Rtype::A, qclass: Class::IN };
-    let mut b = domain::base::MessageBuilder::new_vec().question();
-    b.push((&qname, Rtype::A, Class::IN)).expect("fits");
-    let wire = b.finish();
+    let wire = a_query(&qname, 0);
     // The first exchange leaves a kept socket behind; the refused tries use it, then a new one.
     pool.exchange(live, &wire, &q, Duration::from_secs(5)).await.expect("answered");
     answer.join().expect("upstream thread");

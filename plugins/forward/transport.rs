@@ -152,7 +152,7 @@ impl Anchor {
 
 /// A pooled upstream socket, registered with the runtime for reading only: sending on a UDP
 /// socket does not wait (a full send buffer fails the try), and with writability registered
-/// too, every connect and send would wake the runtime's thread with a "writable" event that
+/// too, every send would wake the runtime's thread with a "writable" event that
 /// nobody waits for (one more wake-up per forwarded query).
 type Sock = AsyncFd<socket2::Socket>;
 
@@ -163,9 +163,9 @@ impl UdpPool {
 
     /// A socket for a query to `addr` whose next send binds it to a port the kernel picks then.
     ///
-    /// On Linux the socket is not connected: a kept one is only unbound (one system call), and
-    /// the send to `addr` binds it afresh; a connect would cost a second call, for a route
-    /// lookup the send makes anyway. Replies from other sources are told apart by their address
+    /// The socket is not connected: a kept one is only unbound (one system call), and the send
+    /// to `addr` binds it afresh; a connect would cost a second call, for a route lookup the
+    /// send makes anyway. Replies from other sources are told apart by their address
     /// instead of by the kernel, and ICMP errors still end the try at once (IP_RECVERR; other
     /// systems report them to connected sockets only, and there a refused try times out).
     fn take(slot: &Slot, addr: SocketAddr) -> io::Result<Sock> {
