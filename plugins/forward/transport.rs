@@ -214,27 +214,28 @@ impl UdpPool {
         sock.get_ref().send_to(query, &addr.into())?;
         let id = u16::from_be_bytes([query[0], query[1]]);
         let work = async {
-            let mut buf = BytesMut::with_capacity(UDP_BUF);
             loop {
                 // An ICMP error comes as EPOLLERR alone, not as readability.
                 let mut ready = sock.ready(tokio::io::Interest::READABLE | tokio::io::Interest::ERROR).await?;
-                buf.clear();
-                match ready.try_io(|s| s.get_ref().recv_from(buf.spare_capacity_mut())) {
-                    Ok(r) => {
-                        let (n, from) = r?;
-                        // SAFETY: recv_from initialised the first `n` bytes of the spare capacity.
-                        unsafe { buf.set_len(n) };
-                        if !same_peer(&from, addr) {
-                            continue;
-                        }
-                    }
+                // NOTE: received on the stack and copied out at its length: a reply is a few
+                // hundred bytes, and a receive buffer in the future would make every query's
+                // future (and its allocation) 4 KB larger.
+                let got = ready.try_io(|s| {
+                    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); UDP_BUF];
+                    let (n, from) = s.get_ref().recv_from(&mut buf)?;
+                    // SAFETY: recv_from initialised the first `n` bytes of `buf`.
+                    let wire = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+                    // A datagram from another source, or a spoofed, stale or garbled one, is not
+                    // ours: keep waiting for the real one.
+                    Ok((same_peer(&from, addr) && matches(wire, Some(id), q)).then(|| Bytes::copy_from_slice(wire)))
+                });
+                match got {
+                    Ok(Ok(Some(reply))) => return Ok::<Bytes, io::Error>(reply),
+                    Ok(Ok(None)) => continue,
+                    Ok(Err(e)) => return Err(e),
                     // Nothing after all: readiness is cleared, wait again.
                     Err(_) => continue,
                 }
-                if matches(&buf, Some(id), q) {
-                    return Ok::<Bytes, io::Error>(buf.freeze());
-                }
-                // A spoofed, stale or garbled datagram: not ours. Keep waiting for the real one.
             }
         };
         let reply = match tokio::time::timeout(timeout, work).await {

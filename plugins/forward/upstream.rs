@@ -176,7 +176,9 @@ impl Upstream {
                 query[..2].copy_from_slice(&rand::random::<u16>().to_be_bytes());
                 self.udp.exchange(self.addr, query, q, timeout).await
             }
-            Proto::Tcp | Proto::Tls => self.pool.exchange(self.addr, &self.connector, query, q, timeout).await,
+            // NOTE: boxed: opening a stream (TCP connect, TLS handshake) is a large future, and
+            // unboxed it would make every UDP query's future that large too.
+            Proto::Tcp | Proto::Tls => Box::pin(self.pool.exchange(self.addr, &self.connector, query, q, timeout)).await,
         }
     }
 
