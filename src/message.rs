@@ -149,6 +149,11 @@ pub struct Request {
     /// (`ratelimit`'s `max_amplification`): a larger reply leaves truncated (TC=1, no records),
     /// checked on the final wire form, OPT record and all.
     pub reply_cap: Option<usize>,
+    /// No plugin before the one serving now reads the records of the replies it gets from the
+    /// rest of the chain (`Plugin::reads_replies`): a plugin that relays an upstream's reply may
+    /// keep its records in wire form ([`Reply::pass_through`]). Set by the server for a query
+    /// from a client; cleared as the chain reaches a plugin that reads replies.
+    pub pass_through: bool,
 }
 
 impl Request {
@@ -195,6 +200,7 @@ impl Request {
             cookie: crate::cookie::CookieState::None,
             cookie_reply: None,
             reply_cap: None,
+            pass_through: false,
         }
     }
 }
@@ -289,6 +295,22 @@ pub struct Reply {
     pub edns: Option<Edns>,
     /// The plugin that wrote this reply, for metrics.
     pub plugin: &'static str,
+    /// An upstream's reply whose records go to the client as they came (see
+    /// [`Reply::pass_through`]); the three sections above are then empty.
+    pub raw: Option<RawSections>,
+}
+
+/// The records of an upstream's reply in wire form: its answer, authority and additional
+/// sections without its OPT record, checked as [`Reply::from_bytes`] checks them.
+#[derive(Clone, Debug)]
+pub struct RawSections {
+    wire: Bytes,
+    /// Where the question ends: the records start here.
+    start: usize,
+    /// Where the records end: the start of the OPT record (the last), or of the end of the last record.
+    end: usize,
+    /// Records in the answer, authority and additional sections, OPT not counted.
+    counts: [u16; 3],
 }
 
 impl Reply {
@@ -309,6 +331,7 @@ impl Reply {
             additional: Vec::new(),
             edns: None,
             plugin: req.plugin,
+            raw: None,
         }
     }
 
@@ -370,12 +393,123 @@ impl Reply {
         }
         let [answer, authority, additional] = out;
         let rcode = OptRcode::from_parts(header.rcode(), ext_rcode);
-        Ok(Reply { header, rcode, question, answer, authority, additional, edns, plugin: "" })
+        Ok(Reply { header, rcode, question, answer, authority, additional, edns, plugin: "", raw: None })
+    }
+
+    /// An upstream's reply to `question` kept in wire form, for a chain in which no plugin reads
+    /// the records of replies (`Request::pass_through`): the header and rcode (the extended one
+    /// too) are read and every record is checked as [`Reply::from_bytes`] checks it, but no
+    /// record is copied out. The wire back when the reply is not one to pass on this way
+    /// (malformed, not exactly one question, an OPT record before the last): parse it fully. The
+    /// reply carries `question`, the client's, which must be the upstream's (its case aside);
+    /// the upstream's OPT record is left out, as the server writes our own.
+    pub fn pass_through(wire: Bytes, question: Question<Name<Bytes>>) -> Result<Reply, Bytes> {
+        match Self::walk(&wire) {
+            Some((header, rcode, start, end, counts)) => Ok(Reply {
+                header,
+                rcode,
+                question: Some(question),
+                answer: Vec::new(),
+                authority: Vec::new(),
+                additional: Vec::new(),
+                edns: None,
+                plugin: "",
+                raw: Some(RawSections { wire, start, end, counts }),
+            }),
+            None => Err(wire),
+        }
+    }
+
+    /// For `pass_through`: the header, rcode, where the records start and end (before the OPT
+    /// record) and the records in each section (OPT not counted).
+    fn walk(wire: &Bytes) -> Option<(Header, OptRcode, usize, usize, [u16; 3])> {
+        use octseq::parse::Parser;
+        let msg = Message::from_octets(wire.as_ref()).ok()?;
+        let header = msg.header();
+        let c = msg.header_counts();
+        if c.qdcount() != 1 {
+            return None;
+        }
+        let counts = [c.ancount(), c.nscount(), c.arcount()];
+        let total: usize = counts.iter().map(|&n| n as usize).sum();
+        let mut p = Parser::from_ref(wire.as_ref());
+        p.advance(12).ok()?;
+        domain::base::question::Question::<ParsedName<&[u8]>>::parse(&mut p).ok()?;
+        let start = p.pos();
+        let (mut opt_at, mut ext_rcode) = (None, 0u8);
+        for i in 0..total {
+            let at = p.pos();
+            let rec = domain::base::record::ParsedRecord::parse(&mut p).ok()?;
+            if rec.rtype() == Rtype::OPT {
+                if i + 1 != total {
+                    return None;
+                }
+                // As from_bytes: an OPT whose data does not parse is passed over, not an error.
+                if let Ok(Some(r)) = rec.to_record::<UnknownRecordData<&[u8]>>() {
+                    ext_rcode = (r.ttl().as_secs() >> 24) as u8;
+                }
+                opt_at = Some(at);
+            } else {
+                rec.to_record::<ZoneRecordData<&[u8], ParsedName<&[u8]>>>().ok()??;
+            }
+        }
+        let end = opt_at.unwrap_or(p.pos());
+        let mut counts = counts;
+        if opt_at.is_some() {
+            counts[2] -= 1;
+        }
+        Some((header, OptRcode::from_parts(header.rcode(), ext_rcode), start, end, counts))
     }
 
     /// True when every section is empty.
     pub fn is_empty(&self) -> bool {
-        self.answer.is_empty() && self.authority.is_empty() && self.additional.is_empty()
+        self.answer.is_empty()
+            && self.authority.is_empty()
+            && self.additional.is_empty()
+            && self.raw.as_ref().is_none_or(|r| r.counts == [0; 3])
+    }
+
+    /// The reply with the records of `raw` parsed into its sections, for the cases the wire form
+    /// cannot take as it is.
+    fn parsed(&self) -> Reply {
+        let mut r = Reply { raw: None, ..self.clone() };
+        if let Some(raw) = &self.raw {
+            // Checked when kept (pass_through): this parses.
+            if let Ok(p) = Reply::from_bytes(raw.wire.clone()) {
+                (r.answer, r.authority, r.additional) = (p.answer, p.authority, p.additional);
+            }
+        }
+        r
+    }
+
+    /// The wire form of a reply kept as an upstream sent it: our header and the client's question,
+    /// then the upstream's records as they are. The question must take as many bytes as the
+    /// upstream's did, for the records' compression pointers to land where they did; `None` if
+    /// it does not, or if the reply would not fit in `limit`.
+    fn raw_wire(&self, raw: &RawSections, header: Header, opt: Option<&[u8]>, limit: usize) -> Option<Vec<u8>> {
+        let q = self.question.as_ref()?;
+        let qname = q.qname().as_slice();
+        if 12 + qname.len() + 4 != raw.start {
+            return None;
+        }
+        let body = raw.wire.get(raw.start..raw.end)?;
+        let opt = opt.unwrap_or_default();
+        let len = raw.start + body.len() + opt.len();
+        if len > limit {
+            return None;
+        }
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(header.as_slice());
+        let ar = raw.counts[2] + u16::from(!opt.is_empty());
+        for n in [1, raw.counts[0], raw.counts[1], ar] {
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        out.extend_from_slice(qname);
+        out.extend_from_slice(&q.qtype().to_int().to_be_bytes());
+        out.extend_from_slice(&q.qclass().to_int().to_be_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(opt);
+        Some(out)
     }
 
     /// Encodes the reply to at most `limit` bytes (never less than 512).
@@ -390,12 +524,19 @@ impl Reply {
         let mut header = self.header;
         header.set_qr(true);
         header.set_rcode(self.rcode.rcode());
+        if let Some(raw) = &self.raw {
+            return match self.raw_wire(raw, header, opt.as_deref(), limit) {
+                Some(out) => out,
+                // Too large for the client, or a question of another length: as any other reply.
+                None => self.parsed().to_wire(limit),
+            };
+        }
         let (mut out, tc) = match self.encode(header, limit - opt_len) {
             Some(out) => (out, false),
             None => {
                 let mut h = header;
                 h.set_tc(true);
-                let q = Reply { answer: Vec::new(), authority: Vec::new(), additional: Vec::new(), ..self.clone() };
+                let q = Reply { answer: Vec::new(), authority: Vec::new(), additional: Vec::new(), raw: None, ..self.clone() };
                 (q.encode(h, limit - opt_len).unwrap_or_else(|| header_only(h)), true)
             }
         };
@@ -521,6 +662,7 @@ fn early_reply(header: &Header, rcode: OptRcode, question: Option<&Question<Name
         additional: vec![],
         edns: edns.map(|e| Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: e.dnssec_ok, options: vec![] }),
         plugin: "",
+        raw: None,
     };
     r.to_wire(512)
 }
@@ -614,6 +756,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
                 additional: vec![],
                 edns: Some(Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: e.dnssec_ok, options: vec![] }),
                 plugin: "",
+                raw: None,
             };
             return Err(Rejected::Reply(r.to_wire(512)));
         }
@@ -649,6 +792,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         cookie: crate::cookie::CookieState::None,
         cookie_reply: None,
         reply_cap: None,
+        pass_through: false,
     };
     if counts.qdcount() == 0 {
         return Err(Rejected::CookieOnly(Box::new(req)));
@@ -713,6 +857,142 @@ mod tests {
         ] {
             assert_eq!(is_within(&n(name), &n(zone)), n(name).ends_with(&n(zone)), "{name} in {zone}");
         }
+    }
+
+    /// An upstream's reply to `qname`/`qtype` with `records` (zone-file text; a line starting
+    /// `NS:` or `AR:` goes to the authority or additional section), as our encoder writes it:
+    /// names compressed, OPT last with the extended part of `rcode`.
+    fn upstream(qname: &str, qtype: Rtype, rcode: OptRcode, records: &[&str]) -> Vec<u8> {
+        let mut r = Reply::for_request(&query(qname, qtype));
+        r.header.set_aa(true);
+        r.rcode = rcode;
+        for line in records {
+            match line.split_once(':') {
+                Some(("NS", t)) => r.authority.push(rr(t)),
+                Some(("AR", t)) => r.additional.push(rr(t)),
+                _ => r.answer.push(rr(line)),
+            }
+        }
+        r.edns = Some(Edns { udp_size: 1232, version: 0, dnssec_ok: false, options: vec![] });
+        r.to_wire(65535)
+    }
+
+    /// The client's view of an upstream reply relayed both ways: parsed and encoded again, and
+    /// passed through; each encoded for `limit` and read back.
+    fn relayed(wire: &[u8], client_qname: &str, qtype: Rtype, limit: usize) -> (Reply, Reply, Vec<u8>) {
+        let req = query(client_qname, qtype);
+        let q = Question::new(req.qname.clone(), qtype, Class::IN);
+        // Our OPT, as the server writes it for a client that sent one.
+        let ours = Some(Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: false, options: vec![] });
+        let mut parsed = Reply::from_wire(wire).expect("the upstream's reply parses");
+        parsed.question = Some(q.clone());
+        parsed.edns = ours.clone();
+        let mut kept = Reply::pass_through(Bytes::copy_from_slice(wire), q).expect("passes through");
+        assert!(kept.answer.is_empty() && kept.raw.is_some() && kept.edns.is_none());
+        kept.edns = ours;
+        let out = kept.to_wire(limit);
+        let back = Reply::from_wire(&out).expect("what we send parses");
+        (Reply::from_wire(&parsed.to_wire(limit)).expect("parses"), back, out)
+    }
+
+    #[test]
+    fn passed_through_replies_say_what_parsed_ones_do() {
+        let cases: &[(&str, Rtype, OptRcode, &[&str])] = &[
+            ("www.example.org.", Rtype::A, OptRcode::NOERROR, &[
+                "www.example.org. 300 IN CNAME web.example.org.",
+                "web.example.org. 300 IN A 192.0.2.1",
+                "web.example.org. 300 IN A 192.0.2.2",
+                "NS:example.org. 3600 IN NS ns1.example.org.",
+                "AR:ns1.example.org. 3600 IN A 192.0.2.53",
+                "AR:ns1.example.org. 3600 IN AAAA 2001:db8::53",
+            ]),
+            ("nothing.example.org.", Rtype::AAAA, OptRcode::NXDOMAIN, &[
+                "NS:example.org. 900 IN SOA ns1.example.org. admin.example.org. 1 7200 3600 1209600 900",
+            ]),
+            ("example.org.", Rtype::MX, OptRcode::NOERROR, &[
+                "example.org. 60 IN MX 10 mail.example.org.",
+                "example.org. 60 IN MX 20 mail.example.net.",
+            ]),
+            ("empty.example.org.", Rtype::TXT, OptRcode::NOERROR, &[]),
+            ("cookie.example.org.", Rtype::A, OptRcode::BADCOOKIE, &[]),
+        ];
+        for (qname, qtype, rcode, records) in cases {
+            let wire = upstream(qname, *qtype, *rcode, records);
+            // The client asked in other case: its question goes back as it asked.
+            let asked = qname.to_uppercase();
+            let (parsed, kept, out) = relayed(&wire, &asked, *qtype, 1232);
+            assert_eq!(kept.rcode, *rcode, "{qname}");
+            assert_eq!(kept.rcode, parsed.rcode, "{qname}");
+            assert_eq!(kept.header.aa(), parsed.header.aa(), "{qname}");
+            assert_eq!(kept.answer, parsed.answer, "{qname}");
+            assert_eq!(kept.authority, parsed.authority, "{qname}");
+            assert_eq!(kept.additional, parsed.additional, "{qname}");
+            assert_eq!(kept.question, parsed.question, "{qname}");
+            let asked_wire: Name<Bytes> = asked.parse().expect("name");
+            assert_eq!(&out[12..12 + asked_wire.as_slice().len()], asked_wire.as_slice(), "{qname}: the client's case");
+            // One OPT record, ours: the upstream's stays behind.
+            assert_eq!(kept.edns.map(|e| e.udp_size), Some(ADVERTISED_UDP_SIZE), "{qname}");
+            assert_eq!(Message::from_octets(&out[..]).expect("parses").header_counts().arcount() as usize, kept.additional.len() + 1);
+        }
+    }
+
+    #[test]
+    fn a_reply_passed_through_keeps_our_opt_and_rcode() {
+        let wire = upstream("x.example.", Rtype::A, OptRcode::BADCOOKIE, &["x.example. 60 IN A 192.0.2.9"]);
+        let req = query("x.example.", Rtype::A);
+        let mut kept = Reply::pass_through(Bytes::from(wire), Question::new(req.qname.clone(), Rtype::A, Class::IN)).expect("kept");
+        kept.edns = Some(Edns { udp_size: ADVERTISED_UDP_SIZE, version: 0, dnssec_ok: true, options: vec![] });
+        let back = Reply::from_wire(&kept.to_wire(1232)).expect("parses");
+        assert_eq!(back.rcode, OptRcode::BADCOOKIE);
+        assert_eq!(back.answer.len(), 1);
+        assert!(back.edns.is_some_and(|e| e.dnssec_ok && e.udp_size == ADVERTISED_UDP_SIZE));
+        assert!(!kept.is_empty());
+    }
+
+    #[test]
+    fn replies_that_cannot_pass_through_are_handed_back() {
+        let q = || Question::new("x.example.".parse::<Name<Bytes>>().expect("name"), Rtype::A, Class::IN);
+        let good = upstream("x.example.", Rtype::A, OptRcode::NOERROR, &["x.example. 60 IN A 192.0.2.9"]);
+        // An A record's data cut to three bytes: not well-formed, and parsing says so too.
+        let mut bad_rdata = good.clone();
+        let at = bad_rdata.len() - 11 - 4;
+        bad_rdata[at - 2..at].copy_from_slice(&3u16.to_be_bytes());
+        bad_rdata.remove(at);
+        // An OPT record before another record: ours to parse, not to copy.
+        let mut opt_first = MessageBuilder::new_vec();
+        opt_first.header_mut().set_qr(true);
+        let mut b = opt_first.question();
+        b.push(q()).expect("fits");
+        let mut b = b.additional();
+        b.opt(|_| Ok(())).expect("fits");
+        b.push(rr("x.example. 60 IN A 192.0.2.9")).expect("fits");
+        let opt_first = b.finish();
+        // No question.
+        let mut none = good.clone();
+        none[4..6].copy_from_slice(&0u16.to_be_bytes());
+        for (what, wire, parses) in [
+            ("cut rdata", bad_rdata, false),
+            ("cut short", good[..good.len() - 3].to_vec(), false),
+            ("OPT before a record", opt_first, true),
+            ("no question", none, false),
+        ] {
+            let back = Reply::pass_through(Bytes::from(wire.clone()), q()).expect_err(what);
+            assert_eq!(back.as_ref(), &wire[..], "{what}: the wire comes back unchanged");
+            assert_eq!(Reply::from_wire(&wire).is_ok(), parses, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_passed_through_reply_too_large_is_truncated_as_any_other() {
+        let records: Vec<String> = (0..40).map(|i| format!("big.example. 60 IN TXT \"{i:0>60}\"")).collect();
+        let records: Vec<&str> = records.iter().map(String::as_str).collect();
+        let wire = upstream("big.example.", Rtype::TXT, OptRcode::NOERROR, &records);
+        let (parsed, kept, out) = relayed(&wire, "big.example.", Rtype::TXT, 512);
+        assert!(out.len() <= 512);
+        assert!(kept.header.tc() && parsed.header.tc());
+        assert!(kept.answer.is_empty() && kept.question.is_some());
+        let (_, all, _) = relayed(&wire, "big.example.", Rtype::TXT, 65535);
+        assert_eq!(all.answer.len(), 40);
     }
 
     #[test]

@@ -61,17 +61,26 @@ pub trait Plugin: Send + Sync + 'static {
     fn ready(&self) -> bool {
         true
     }
+    /// Whether the plugin looks at the records of the replies it gets from `next` (or changes
+    /// them). One that does not may still read their header, rcode, question and EDNS. While no
+    /// plugin on the way to an upstream reads replies, the upstream's records can go to the
+    /// client as they came, unparsed (`Request::pass_through`).
+    fn reads_replies(&self) -> bool {
+        true
+    }
 }
 
 /// The rest of the chain after the current plugin.
 #[derive(Clone, Copy)]
 pub struct Next<'a> {
     rest: &'a [Arc<dyn Plugin>],
+    /// The plugin handing the query on reads the reply it gets back (`Plugin::reads_replies`).
+    reader: bool,
 }
 
 impl<'a> Next<'a> {
     pub fn new(rest: &'a [Arc<dyn Plugin>]) -> Next<'a> {
-        Next { rest }
+        Next { rest, reader: false }
     }
 
     /// Runs the rest of the chain. Falling off its end is SERVFAIL, as in CoreDNS.
@@ -82,7 +91,10 @@ impl<'a> Next<'a> {
         match self.rest.split_first() {
             Some((p, rest)) => {
                 req.plugin = p.name();
-                p.serve(req, Next { rest })
+                if self.reader {
+                    req.pass_through = false;
+                }
+                p.serve(req, Next { rest, reader: p.reads_replies() })
             }
             None => Box::pin(std::future::ready(Err(ServeError::no_next()))),
         }
@@ -116,7 +128,7 @@ pub struct OwnedNext(Arc<[Arc<dyn Plugin>]>);
 
 impl OwnedNext {
     pub fn next(&self) -> Next<'_> {
-        Next { rest: &self.0 }
+        Next { rest: &self.0, reader: false }
     }
 }
 

@@ -619,6 +619,7 @@ fn to_reply(s: &Snapshot, req: &Request, ttl: u32) -> Option<Reply> {
         edns: None,
         // Credited to the cache in coredns_dns_responses_total, as CoreDNS does for hits.
         plugin: "cache",
+        raw: None,
     })
 }
 

@@ -261,6 +261,10 @@ impl Plugin for Errors {
         "errors"
     }
 
+    fn reads_replies(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
         Box::pin(async move {
             let result = next.serve(req).await;

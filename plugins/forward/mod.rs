@@ -585,7 +585,14 @@ impl Forward {
                 }
             };
             let took = start.elapsed();
-            let mut reply = match Reply::from_bytes(wire) {
+            // Nothing on the way back reads the records: keep them as they came.
+            let kept = if req.pass_through {
+                Reply::pass_through(wire, domain::base::Question::new(req.qname.clone(), req.qtype, req.qclass))
+            } else {
+                Err(wire)
+            };
+            let parsed = kept.or_else(Reply::from_bytes);
+            let mut reply = match parsed {
                 Ok(mut r) => {
                     r.plugin = "forward";
                     r
@@ -651,6 +658,11 @@ fn encode_query(req: &Request) -> Vec<u8> {
 impl Plugin for Forward {
     fn name(&self) -> &'static str {
         "forward"
+    }
+
+    /// Another forward's reply (`next RCODE...`) is passed on as it is.
+    fn reads_replies(&self) -> bool {
+        false
     }
 
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {

@@ -198,6 +198,8 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
         return Outcome::Reply(wire);
     }
     let chain = chain.clone();
+    // The reply is encoded below and nothing else reads it: an upstream's records may pass.
+    req.pass_through = true;
     let mut fut = Box::pin(async move {
         let mut reply = chain.serve(&mut req).await?;
         finish_reply(&req, &mut reply);
@@ -208,6 +210,7 @@ pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) ->
             reply.answer.clear();
             reply.authority.clear();
             reply.additional.clear();
+            reply.raw = None;
             reply.header.set_tc(true);
             wire = reply.to_wire(req.max_reply_size());
         }
@@ -314,6 +317,65 @@ mod tests {
         assert_eq!(boom.rcode, domain::base::iana::OptRcode::SERVFAIL);
         assert_eq!(boom.header.id(), 7);
         assert_eq!(answer(&r, "fine.example.").rcode, domain::base::iana::OptRcode::NOERROR);
+    }
+
+    /// Passes every query on; `reads` says whether it reads the replies it gets back.
+    struct Relays {
+        reads: bool,
+    }
+
+    impl Plugin for Relays {
+        fn name(&self) -> &'static str {
+            "relays"
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            next.serve(req)
+        }
+
+        fn reads_replies(&self) -> bool {
+            self.reads
+        }
+    }
+
+    /// Answers with 192.0.2.1 when it may pass an upstream's reply through, else 192.0.2.0.
+    struct Sees;
+
+    impl Plugin for Sees {
+        fn name(&self) -> &'static str {
+            "sees"
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, _next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            let mut r = Reply::for_request(req);
+            r.answer.push(crate::testing::rr(&format!("x.example. 1 IN A 192.0.2.{}", u8::from(req.pass_through))));
+            Box::pin(std::future::ready(Ok(r)))
+        }
+    }
+
+    #[test]
+    fn replies_pass_through_only_while_no_plugin_on_the_way_reads_them() {
+        let relays = |reads| -> Arc<dyn Plugin> { Arc::new(Relays { reads }) };
+        for (plugins, passes) in [
+            (vec![], true),
+            (vec![relays(false)], true),
+            (vec![relays(false), relays(false)], true),
+            (vec![relays(true)], false),
+            (vec![relays(false), relays(true), relays(false)], false),
+        ] {
+            let what = format!("{:?}", plugins.iter().map(|p| p.reads_replies()).collect::<Vec<_>>());
+            let mut plugins = plugins;
+            plugins.push(Arc::new(Sees));
+            let mut r = Router::default();
+            r.insert(Name::root_bytes(), chain(".", plugins)).expect("new");
+            let got = answer(&r, "x.example.").answer[0].to_string();
+            assert!(got.ends_with(if passes { "192.0.2.1" } else { "192.0.2.0" }), "{what}: {got}");
+        }
+        // A request made by a plugin of its own (a probe, a refresh) never passes through.
+        let mut req = crate::testing::query("x.example.", Rtype::A);
+        assert!(!req.pass_through);
+        let reply = crate::testing::serve(&[Arc::new(Sees)], &mut req).expect("answers");
+        assert_eq!(reply.answer[0].to_string(), "x.example. 1 IN A 192.0.2.0");
     }
 
     #[test]
