@@ -669,7 +669,7 @@ fn early_reply(header: &Header, rcode: OptRcode, question: Option<&Question<Name
 
 /// Reads the OPT record of a message whose other parts may not be for us to parse (an unknown
 /// opcode's), for echoing EDNS in the reply; `None` on any doubt.
-fn find_opt(msg: &Message<Bytes>) -> Option<Edns> {
+fn find_opt(msg: &Message<&[u8]>) -> Option<Edns> {
     let opt = msg.opt()?;
     Some(Edns { udp_size: opt.udp_payload_size(), version: opt.version(), dnssec_ok: opt.dnssec_ok(), options: vec![] })
 }
@@ -686,7 +686,8 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
     if header.qr() {
         return Err(Rejected::Drop);
     }
-    let msg = Message::from_octets(wire.clone()).map_err(|_| Rejected::Drop)?;
+    // NOTE: parsed from a borrowed slice: a second handle on `wire` would cost an allocation.
+    let msg = Message::from_octets(&wire[..]).map_err(|_| Rejected::Drop)?;
     let counts = msg.header_counts();
     let err = |rcode: Rcode, q: Option<&Question<Name<Bytes>>>, e: Option<&Edns>| Rejected::Reply(early_reply(&header, rcode.into(), q, e));
     // Parse the question first so error replies can echo it.
@@ -719,7 +720,7 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
             }
             // RFC 6891 §6.1.1: more than one OPT, or one elsewhere, is FORMERR.
             let ok_place = i == 2 && edns.is_none() && rec.owner().is_root();
-            let options = rec.to_record::<UnknownRecordData<Bytes>>().ok().flatten().and_then(|r| parse_options(r.data().data()));
+            let options = rec.to_record::<UnknownRecordData<&[u8]>>().ok().flatten().and_then(|r| parse_options(r.data().data()));
             match (ok_place, options) {
                 (true, Some(options)) => {
                     let ttl = rec.ttl().as_secs();

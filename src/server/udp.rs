@@ -54,7 +54,7 @@ pub fn serve(
             let router = router.load();
             for i in 0..n {
                 let Some((data, peer)) = batch.get(i) else { continue };
-                if let Some(out) = w.answer(Bytes::copy_from_slice(data), peer, &router) {
+                if let Some(out) = w.answer(data, peer, &router) {
                     replies.push((out, peer));
                 }
             }
@@ -72,7 +72,7 @@ pub fn serve(
                 Err(_) => continue,
             };
             let router = router.load();
-            if let Some(out) = w.answer(Bytes::copy_from_slice(&buf[..n]), peer, &router) {
+            if let Some(out) = w.answer(&buf[..n], peer, &router) {
                 let _ = sock.send_to(&out, peer);
             }
         }
@@ -90,15 +90,17 @@ impl Waiting {
     /// Runs one query through the chain: its reply if it is ready now (REFUSED if it would wait
     /// and the listener has no slot left), else `None` (dropped, or left to finish on the
     /// runtime, which sends the reply itself).
-    fn answer(&self, query: Bytes, peer: SocketAddr, router: &Router) -> Option<Vec<u8>> {
-        match handle(query.clone(), peer, Proto::Udp, router) {
+    fn answer(&self, query: &[u8], peer: SocketAddr, router: &Router) -> Option<Vec<u8>> {
+        // NOTE: copied again for the rare refusal rather than shared: a second handle on the
+        // same `Bytes` costs an allocation on every query.
+        match handle(Bytes::copy_from_slice(query), peer, Proto::Udp, router) {
             Outcome::Drop => None,
             Outcome::Reply(out) => Some(out),
             Outcome::Pending(fut) => match overload::admit(&self.in_flight, router.options.max_in_flight) {
                 Some(slot) => Deferred::start(Job { fut, slot, sock: self.sock.clone(), peer }, &self.rt),
                 None => {
                     drop(fut);
-                    overload::refuse(query, peer, Proto::Udp, router)
+                    overload::refuse(Bytes::copy_from_slice(query), peer, Proto::Udp, router)
                 }
             },
         }
