@@ -41,6 +41,45 @@ fn forwards_to_knot_over_udp_and_tcp() {
 }
 
 #[test]
+fn relayed_replies_are_the_same_passed_through_or_parsed() {
+    let knot = Knot::start();
+    // Nothing before forward reads replies: Knot's records go to the client as they came.
+    let through = Ferrite::start(&format!(".:0 {{\n    errors\n    log\n    nsid relay\n    forward . {}\n}}\n", knot.addr));
+    // cache reads replies: forward parses them (each name asked once, so each is a miss).
+    let parsed = Ferrite::start(&format!(".:0 {{\n    cache\n    forward . {}\n}}\n", knot.addr));
+    for (name, qtype, edns) in [
+        ("WwW.Example.TEST.", Rtype::A, None),
+        ("alias.EXAMPLE.test.", Rtype::A, Some(1232)),
+        ("nope.example.test.", Rtype::AAAA, Some(1232)),
+        ("example.test.", Rtype::NS, None),
+        ("BIG.example.test.", Rtype::TXT, Some(8192)),
+        ("big.example.test.", Rtype::TXT, None),
+    ] {
+        let mut q = Q::new(name, qtype);
+        q.edns = edns;
+        let a = udp_raw(through.v4(), &q.wire(), Duration::from_secs(3)).expect("a reply");
+        let b = udp_raw(parsed.v4(), &q.wire(), Duration::from_secs(3)).expect("a reply");
+        let (ra, rb) = (Reply::from_wire(&a).expect("parses"), Reply::from_wire(&b).expect("parses"));
+        assert_eq!((ra.rcode, ra.header.flags()), (rb.rcode, rb.header.flags()), "{name}");
+        assert_eq!((&ra.answer, &ra.authority, &ra.additional), (&rb.answer, &rb.authority, &rb.additional), "{name}");
+        assert_eq!(ra.edns.is_some(), edns.is_some(), "{name}: OPT only for a client that sent one");
+        // The question as the client wrote it, case and all.
+        let asked = q.wire();
+        let qlen = asked.len() - 12 - if edns.is_some() { 11 } else { 0 };
+        assert_eq!(&a[12..12 + qlen], &asked[12..12 + qlen], "{name}");
+        if name.starts_with("BIG") {
+            assert_eq!(ra.answer.len(), 30, "a large answer whole for a client with room");
+        }
+        if name == "big.example.test." {
+            assert!(ra.header.tc() && ra.answer.is_empty(), "truncated for a client of 512 bytes");
+        }
+    }
+    // nsid adds its option to a reply passed through.
+    let out = run_tool("kdig", &["-p", &through.port.to_string(), "@127.0.0.1", "+nsid", "www.example.test", "A"]);
+    assert!(out.contains("relay") && out.contains("192.0.2.1"), "{out}");
+}
+
+#[test]
 fn a_truncated_udp_answer_is_fetched_again_over_tcp() {
     let knot = Knot::start();
     let f = Ferrite::start(&format!(".:0 {{\n    forward . {}\n}}\n", knot.addr));

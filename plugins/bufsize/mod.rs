@@ -49,6 +49,10 @@ impl Plugin for Bufsize {
         "bufsize"
     }
 
+    fn reads_replies(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
         if let Some(e) = req.edns.as_mut() {
             // Only ever lowered: a client that offers less gets no more than it offered.

@@ -49,6 +49,10 @@ impl Plugin for Cancel {
         "cancel"
     }
 
+    fn reads_replies(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
         Box::pin(async move {
             match tokio::time::timeout(self.timeout, next.serve(req)).await {

@@ -217,6 +217,11 @@ impl Plugin for Log {
         "log"
     }
 
+    /// The reply is read through its encoding (`{rsize}`, `{>rflags}`), its header and rcode only.
+    fn reads_replies(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
         // A query outside NAMES is not logged, but still answered.
         if !self.zones.iter().any(|z| req.qname.ends_with(z)) {

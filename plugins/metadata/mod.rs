@@ -269,6 +269,10 @@ impl Plugin for MetadataPlugin {
         "metadata"
     }
 
+    fn reads_replies(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
         if self.0.in_zones(req) {
             for m in &self.0.maps {

@@ -40,6 +40,11 @@ impl Plugin for Nsid {
         "nsid"
     }
 
+    /// Adds an EDNS option; the records are not its business.
+    fn reads_replies(&self) -> bool {
+        false
+    }
+
     fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
         // RFC 5001 §2.1: a server answers with NSID only when the query asked for it.
         let asked = req.edns.as_ref().is_some_and(|e| e.option(NSID).is_some());
