@@ -117,18 +117,19 @@ impl<'a> Next<'a> {
 
     /// An owned copy of the rest of the chain, for a task that outlives this query.
     pub fn to_owned(&self) -> OwnedNext {
-        OwnedNext(self.rest.into())
+        OwnedNext(self.rest.into(), self.reader)
     }
 }
 
 /// The rest of a chain, owned: a background task (prefetch, a stale entry's refresh) runs it
-/// after the query that started it has been answered.
+/// after the query that started it has been answered. It keeps what its `Next` knew of the
+/// plugin handing queries on: whether that plugin reads replies.
 #[derive(Clone)]
-pub struct OwnedNext(Arc<[Arc<dyn Plugin>]>);
+pub struct OwnedNext(Arc<[Arc<dyn Plugin>]>, bool);
 
 impl OwnedNext {
     pub fn next(&self) -> Next<'_> {
-        Next { rest: &self.0, reader: false }
+        Next { rest: &self.0, reader: self.1 }
     }
 }
 

@@ -161,8 +161,12 @@ fn popular_names_are_prefetched() {
         m.queries() >= 2
     });
     assert!(prefetched, "the upstream saw {} queries", m.queries());
-    // Fetched before it expired: the entry is fresh again (TTL back near 4).
-    assert!(eventually(Duration::from_secs(1), || ttl(&udp(f.v4(), Q::new("hot.example.test.", Rtype::A))) >= 3));
+    // Fetched before it expired: the entry is fresh again (TTL back near 4), records and all.
+    assert!(eventually(Duration::from_secs(1), || {
+        let r = udp(f.v4(), Q::new("hot.example.test.", Rtype::A));
+        assert_eq!(addrs(&r), [MOCK_ADDR], "the refreshed entry keeps its records");
+        ttl(&r) >= 3
+    }));
 }
 
 #[test]

@@ -338,6 +338,20 @@ mod tests {
         }
     }
 
+    /// Reads replies, and runs the rest of the chain as a background refresh does: owned.
+    struct Owns;
+
+    impl Plugin for Owns {
+        fn name(&self) -> &'static str {
+            "owns"
+        }
+
+        fn serve<'a>(&'a self, req: &'a mut Request, next: Next<'a>) -> BoxFuture<'a, Result<Reply, ServeError>> {
+            let owned = next.to_owned();
+            Box::pin(async move { owned.next().serve(req).await })
+        }
+    }
+
     /// Answers with 192.0.2.1 when it may pass an upstream's reply through, else 192.0.2.0.
     struct Sees;
 
@@ -362,6 +376,8 @@ mod tests {
             (vec![relays(false), relays(false)], true),
             (vec![relays(true)], false),
             (vec![relays(false), relays(true), relays(false)], false),
+            (vec![Arc::new(Owns) as Arc<dyn Plugin>], false),
+            (vec![relays(false), Arc::new(Owns), relays(false)], false),
         ] {
             let what = format!("{:?}", plugins.iter().map(|p| p.reads_replies()).collect::<Vec<_>>());
             let mut plugins = plugins;
