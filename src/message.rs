@@ -307,7 +307,7 @@ pub struct RawSections {
     wire: Bytes,
     /// Where the question ends: the records start here.
     start: usize,
-    /// Where the records end: the start of the OPT record (the last), or of the end of the last record.
+    /// Where the records end: the start of the OPT record (the last), or the end of the last record.
     end: usize,
     /// Records in the answer, authority and additional sections, OPT not counted.
     counts: [u16; 3],
@@ -441,7 +441,8 @@ impl Reply {
             let at = p.pos();
             let rec = domain::base::record::ParsedRecord::parse(&mut p).ok()?;
             if rec.rtype() == Rtype::OPT {
-                if i + 1 != total {
+                // The last record, and in the additional section.
+                if i + 1 != total || counts[2] == 0 {
                     return None;
                 }
                 // As from_bytes: an OPT whose data does not parse is passed over, not an error.
@@ -968,6 +969,15 @@ mod tests {
         b.opt(|_| Ok(())).expect("fits");
         b.push(rr("x.example. 60 IN A 192.0.2.9")).expect("fits");
         let opt_first = b.finish();
+        // An OPT record as the last record of the authority section.
+        let mut b = MessageBuilder::new_vec();
+        b.header_mut().set_qr(true);
+        let mut b = b.question();
+        b.push(q()).expect("fits");
+        let mut b = b.authority();
+        b.push(rr("x.example. 60 IN A 192.0.2.9")).expect("fits");
+        b.push(domain::base::Record::new(Name::root_bytes(), Class::from_int(1232), domain::base::Ttl::ZERO, UnknownRecordData::from_octets(Rtype::OPT, Bytes::new()).expect("empty data"))).expect("fits");
+        let opt_in_authority = b.finish();
         // No question.
         let mut none = good.clone();
         none[4..6].copy_from_slice(&0u16.to_be_bytes());
@@ -975,6 +985,7 @@ mod tests {
             ("cut rdata", bad_rdata, false),
             ("cut short", good[..good.len() - 3].to_vec(), false),
             ("OPT before a record", opt_first, true),
+            ("OPT in the authority section", opt_in_authority, true),
             ("no question", none, false),
         ] {
             let back = Reply::pass_through(Bytes::from(wire.clone()), q()).expect_err(what);
