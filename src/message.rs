@@ -995,6 +995,46 @@ mod tests {
     }
 
     #[test]
+    fn damaged_replies_pass_through_only_when_they_would_parse() {
+        let good = upstream("www.example.org.", Rtype::A, OptRcode::NOERROR, &[
+            "www.example.org. 300 IN CNAME web.example.org.",
+            "web.example.org. 300 IN A 192.0.2.1",
+            "NS:example.org. 3600 IN NS ns1.example.org.",
+            "AR:ns1.example.org. 3600 IN A 192.0.2.53",
+        ]);
+        let q = || Question::new("www.example.org.".parse::<Name<Bytes>>().expect("name"), Rtype::A, Class::IN);
+        // xorshift64 with a fixed seed: one to three bytes of the reply changed at random.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut kept, mut handed_back) = (0, 0);
+        for _ in 0..5000 {
+            let mut wire = good.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % wire.len() as u64) as usize;
+                wire[at] = next() as u8;
+            }
+            match Reply::pass_through(Bytes::from(wire.clone()), q()) {
+                Ok(r) => {
+                    kept += 1;
+                    assert!(Reply::from_wire(&wire).is_ok(), "kept only what parses: {wire:?}");
+                    let out = r.to_wire(1232);
+                    assert!(Reply::from_wire(&out).is_ok(), "what we send parses: {wire:?}");
+                }
+                Err(back) => {
+                    handed_back += 1;
+                    assert_eq!(back.as_ref(), &wire[..]);
+                }
+            }
+        }
+        assert!(kept > 100 && handed_back > 100, "{kept} kept, {handed_back} handed back");
+    }
+
+    #[test]
     fn a_passed_through_reply_too_large_is_truncated_as_any_other() {
         let records: Vec<String> = (0..40).map(|i| format!("big.example. 60 IN TXT \"{i:0>60}\"")).collect();
         let records: Vec<&str> = records.iter().map(String::as_str).collect();
