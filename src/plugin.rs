@@ -62,7 +62,8 @@ pub trait Plugin: Send + Sync + 'static {
         true
     }
     /// Whether the plugin looks at the records of the replies it gets from `next` (or changes
-    /// them). One that does not may still read their header, rcode, question and EDNS. While no
+    /// them). One that does not may still read their header, rcode, question and EDNS, and
+    /// encode them (`Reply::to_wire`). While no
     /// plugin on the way to an upstream reads replies, the upstream's records can go to the
     /// client as they came, unparsed (`Request::pass_through`).
     fn reads_replies(&self) -> bool {

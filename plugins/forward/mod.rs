@@ -585,13 +585,12 @@ impl Forward {
                 }
             };
             let took = start.elapsed();
-            // Nothing on the way back reads the records: keep them as they came.
-            let kept = if req.pass_through {
-                Reply::pass_through(wire, domain::base::Question::new(req.qname.clone(), req.qtype, req.qclass))
+            // Nothing on the way back reads the records: keep them as they came, if they can be.
+            let parsed = if req.pass_through {
+                Reply::pass_through(wire, domain::base::Question::new(req.qname.clone(), req.qtype, req.qclass)).or_else(Reply::from_bytes)
             } else {
-                Err(wire)
+                Reply::from_bytes(wire)
             };
-            let parsed = kept.or_else(Reply::from_bytes);
             let mut reply = match parsed {
                 Ok(mut r) => {
                     r.plugin = "forward";
