@@ -129,8 +129,8 @@ pub struct Request {
     pub zone: Name<Bytes>,
     /// The server block's address as CoreDNS writes it, e.g. `dns://:53`.
     pub server: Arc<str>,
-    /// The query as received.
-    pub wire: Bytes,
+    /// The query's size in bytes as received.
+    pub size: usize,
     pub received: Instant,
     /// The plugin now serving the request (set by the chain); a reply made with
     /// `Reply::for_request` is credited to it in `coredns_dns_responses_total{plugin}`.
@@ -192,7 +192,7 @@ impl Request {
             proto: Proto::Udp,
             zone: Name::root_bytes(),
             server: Arc::from("dns://:53"),
-            wire: Bytes::new(),
+            size: 0,
             received: Instant::now(),
             plugin: "",
             metadata: Metadata::default(),
@@ -676,19 +676,18 @@ fn find_opt(msg: &Message<&[u8]>) -> Option<Edns> {
 }
 
 /// Parses and checks one query. Everything a plugin can rely on is checked here.
-pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Request, Rejected> {
+pub fn parse_query(wire: &[u8], client: SocketAddr, proto: Proto) -> Result<Request, Rejected> {
     // An IPv4 client on the dual-stack IPv6 socket shows up as ::ffff:a.b.c.d; it is IPv4.
     let client = SocketAddr::new(client.ip().to_canonical(), client.port());
     if wire.len() < 12 {
         return Err(Rejected::Drop);
     }
-    let header = *Header::for_message_slice(&wire);
+    let header = *Header::for_message_slice(wire);
     // RFC 1035 §4.1.1: QR=1 is a response; answering it could start a loop between two servers.
     if header.qr() {
         return Err(Rejected::Drop);
     }
-    // NOTE: parsed from a borrowed slice: a second handle on `wire` would cost an allocation.
-    let msg = Message::from_octets(&wire[..]).map_err(|_| Rejected::Drop)?;
+    let msg = Message::from_octets(wire).map_err(|_| Rejected::Drop)?;
     let counts = msg.header_counts();
     let err = |rcode: Rcode, q: Option<&Question<Name<Bytes>>>, e: Option<&Edns>| Rejected::Reply(early_reply(&header, rcode.into(), q, e));
     // Parse the question first so error replies can echo it.
@@ -776,17 +775,19 @@ pub fn parse_query(wire: Bytes, client: SocketAddr, proto: Proto) -> Result<Requ
         // RFC 9619: exactly one question.
         None => return Err(err(Rcode::FORMERR, None, edns.as_ref())),
     };
+    let (qtype, qclass) = (question.qtype(), question.qclass());
     let req = Request {
         header,
-        qname: question.qname().clone(),
-        qtype: question.qtype(),
-        qclass: question.qclass(),
+        // NOTE: moved out, not cloned: a clone of a name just built would cost an allocation.
+        qname: question.into_qname(),
+        qtype,
+        qclass,
         edns,
         client,
         proto,
         zone: Name::root_bytes(),
         server: no_server(),
-        wire,
+        size: wire.len(),
         received: Instant::now(),
         plugin: "",
         metadata: Metadata::default(),

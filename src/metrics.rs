@@ -137,7 +137,7 @@ impl ChainMetrics {
             })
             .record(value as f64)
         };
-        size(&self.request_size[proto], REQUEST_SIZE, req.wire.len());
+        size(&self.request_size[proto], REQUEST_SIZE, req.size);
         size(&self.response_size[proto], RESPONSE_SIZE, wire_len);
     }
 }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::plugin::prelude::*;
 use crate::plugin::{parse_duration, Proto as ClientProto};
 
-pub use transport::{Connector, ExchangeError, StreamPool};
+pub use transport::{Connector, ExchangeError, StreamPool, TryLimit};
 pub use upstream::{HealthCheck, Proto, Upstream, MAX_TIMEOUT, MIN_TIMEOUT};
 
 /// CoreDNS's limit on upstreams per forward.
@@ -518,7 +518,8 @@ impl Forward {
         let q = transport::Question { qname: &req.qname, qtype: req.qtype, qclass: req.qclass };
         let list = self.order();
         let n = self.upstreams.len();
-        let deadline = Instant::now() + QUERY_DEADLINE;
+        // NOTE: the deadline is set at the first try, from the clock read there.
+        let mut deadline = None;
         // Stream when asked to, or when the client came over TCP (unless prefer_udp), as CoreDNS.
         let mut use_tcp = self.force_tcp || (req.proto == ClientProto::Tcp && !self.prefer_udp);
         let mut fails = 0;
@@ -529,6 +530,7 @@ impl Forward {
         // Each upstream gets two tries at most, so a query never spins on refused connections.
         loop {
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + QUERY_DEADLINE);
             if now >= deadline || tries > 2 * n {
                 break;
             }
@@ -571,7 +573,7 @@ impl Forward {
             timeout = timeout.min(deadline.saturating_duration_since(now));
             up.count_request();
             let start = now;
-            let wire = match up.exchange(&mut query, proto, &q, timeout).await {
+            let wire = match up.exchange(&mut query, proto, &q, TryLimit { start, timeout }).await {
                 Ok(w) => w,
                 Err(ExchangeError::Closed) => {
                     // The other side closed a kept connection: try again on a new one.

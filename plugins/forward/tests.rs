@@ -67,7 +67,7 @@ fn answer_wire(query: &[u8], rcode: Rcode, records: &[&str]) -> Vec<u8> {
 }
 
 fn as_request(wire: &[u8]) -> Request {
-    crate::message::parse_query(Bytes::copy_from_slice(wire), "127.0.0.1:1".parse().expect("addr"), crate::message::Proto::Udp)
+    crate::message::parse_query(wire, "127.0.0.1:1".parse().expect("addr"), crate::message::Proto::Udp)
         .unwrap_or_else(|_| panic!("upstream got a query that does not parse"))
 }
 
@@ -765,7 +765,7 @@ async fn kept_sockets_leave_from_a_new_port_each_query_over_ipv6_too() {
     let qname: domain::base::Name<Bytes> = "example.org.".parse().expect("name");
     let q = transport::Question { qname: &qname, qtype: Rtype::A, qclass: Class::IN };
     for id in 0..5u16 {
-        pool.exchange(addr, &a_query(&qname, id), &q, Duration::from_secs(2)).await.expect("answered");
+        pool.exchange(addr, &a_query(&qname, id), &q, TryLimit::from_now(Duration::from_secs(2))).await.expect("answered");
     }
     let mut ports = seen.lock().expect("lock").clone();
     assert_eq!(ports.len(), 5);
@@ -795,10 +795,10 @@ async fn a_refused_udp_try_fails_at_once() {
     let q = transport::Question { qname: &qname, qtype: Rtype::A, qclass: Class::IN };
     let wire = a_query(&qname, 0);
     // The first exchange leaves a kept socket behind; the refused tries use it, then a new one.
-    pool.exchange(live, &wire, &q, Duration::from_secs(5)).await.expect("answered");
+    pool.exchange(live, &wire, &q, TryLimit::from_now(Duration::from_secs(5))).await.expect("answered");
     answer.join().expect("upstream thread");
     for _ in 0..2 {
-        match pool.exchange(closed, &wire, &q, Duration::from_secs(30)).await {
+        match pool.exchange(closed, &wire, &q, TryLimit::from_now(Duration::from_secs(30))).await {
             Err(transport::ExchangeError::Io(_)) => {}
             other => panic!("expected a refused try, got {other:?}"),
         }

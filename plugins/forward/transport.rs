@@ -54,6 +54,24 @@ impl From<io::Error> for ExchangeError {
     }
 }
 
+/// The time one try may take, from when it started: the caller has read the clock already, and
+/// the try does not read it again to set its timer.
+#[derive(Debug, Clone, Copy)]
+pub struct TryLimit {
+    pub start: Instant,
+    pub timeout: Duration,
+}
+
+impl TryLimit {
+    pub fn from_now(timeout: Duration) -> TryLimit {
+        TryLimit { start: Instant::now(), timeout }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.start + self.timeout
+    }
+}
+
 /// The question a reply must carry.
 pub struct Question<'a> {
     pub qname: &'a Name<Bytes>,
@@ -207,7 +225,7 @@ impl UdpPool {
     /// One UDP query from a fresh random port. A datagram that does not come from `addr` or is
     /// not a response with our ID and question is ignored, and we keep listening until the
     /// try's time is up.
-    pub async fn exchange(&self, addr: SocketAddr, query: &[u8], q: &Question<'_>, timeout: Duration) -> Result<Bytes, ExchangeError> {
+    pub async fn exchange(&self, addr: SocketAddr, query: &[u8], q: &Question<'_>, limit: TryLimit) -> Result<Bytes, ExchangeError> {
         let slot = self.slot();
         slot.anchor.touch();
         let sock = Self::take(slot, addr)?;
@@ -238,9 +256,9 @@ impl UdpPool {
                 }
             }
         };
-        let reply = match tokio::time::timeout(timeout, work).await {
+        let reply = match tokio::time::timeout_at(limit.deadline(), work).await {
             Ok(r) => r.map_err(ExchangeError::from)?,
-            Err(_) => return Err(ExchangeError::Timeout(timeout)),
+            Err(_) => return Err(ExchangeError::Timeout(limit.timeout)),
         };
         // NOTE: given back to the slot it came from, whichever thread finishes the query.
         Self::give_back(slot, sock);
@@ -363,9 +381,9 @@ impl StreamPool {
         connector: &Connector,
         query: &[u8],
         q: &Question<'_>,
-        timeout: Duration,
+        limit: TryLimit,
     ) -> Result<Bytes, ExchangeError> {
-        let deadline = Instant::now() + timeout;
+        let (deadline, timeout) = (limit.deadline(), limit.timeout);
         let conn = match self.pick() {
             Some(c) => c,
             None => {

@@ -12,7 +12,7 @@ use domain::base::message_builder::MessageBuilder;
 use domain::base::name::Name;
 use metrics::{Counter, Histogram};
 
-use super::transport::{self, Connector, ExchangeError, Question, StreamPool};
+use super::transport::{self, Connector, ExchangeError, Question, StreamPool, TryLimit};
 
 /// The per-try timeout before any reply was seen, and its ceiling (CoreDNS's static read timeout).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(2);
@@ -162,23 +162,23 @@ impl Upstream {
         self.rto.store(rto, Ordering::Relaxed);
     }
 
-    /// One try: `query` (whose ID is replaced) over `proto`, within `timeout`.
+    /// One try: `query` (whose ID is replaced) over `proto`, within `limit`.
     pub async fn exchange(
         &self,
         query: &mut [u8],
         proto: Proto,
         q: &Question<'_>,
-        timeout: Duration,
+        limit: TryLimit,
     ) -> Result<Bytes, ExchangeError> {
         match proto {
             Proto::Udp => {
                 // A fresh random ID for every try: with the fresh source port, 32 bits to guess.
                 query[..2].copy_from_slice(&rand::random::<u16>().to_be_bytes());
-                self.udp.exchange(self.addr, query, q, timeout).await
+                self.udp.exchange(self.addr, query, q, limit).await
             }
             // NOTE: boxed: opening a stream (TCP connect, TLS handshake) is a large future, and
             // unboxed it would make every UDP query's future that large too.
-            Proto::Tcp | Proto::Tls => Box::pin(self.pool.exchange(self.addr, &self.connector, query, q, timeout)).await,
+            Proto::Tcp | Proto::Tls => Box::pin(self.pool.exchange(self.addr, &self.connector, query, q, limit)).await,
         }
     }
 
@@ -228,7 +228,7 @@ impl Upstream {
             Proto::Udp
         };
         let q = Question { qname: &hc.domain, qtype: Rtype::NS, qclass: Class::IN };
-        self.exchange(&mut query, proto, &q, self.timeout().min(PROBE_TIMEOUT)).await.is_ok()
+        self.exchange(&mut query, proto, &q, TryLimit::from_now(self.timeout().min(PROBE_TIMEOUT))).await.is_ok()
     }
 }
 

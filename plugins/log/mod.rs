@@ -411,7 +411,7 @@ impl Facts<'_> {
             Part::Name => write!(out, "{}", req.name_lower()),
             Part::Class => write!(out, "{}", req.qclass),
             Part::Proto => write!(out, "{}", req.proto.as_str()),
-            Part::Size => write!(out, "{}", req.wire.len()),
+            Part::Size => write!(out, "{}", req.size),
             // As CoreDNS, an IPv6 address goes in brackets: `[::1]:53`.
             Part::Remote => match req.client.ip() {
                 IpAddr::V4(a) => write!(out, "{a}"),

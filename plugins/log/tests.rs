@@ -115,7 +115,7 @@ fn example_request() -> Request {
     req.client = "[::1]:50759".parse().expect("addr");
     req.header.set_id(29008);
     req.edns = Some(Edns { udp_size: 4096, version: 0, dnssec_ok: false, options: vec![] });
-    req.wire = Bytes::from(vec![0u8; 41]);
+    req.size = 41;
     req
 }
 

@@ -176,7 +176,7 @@ impl Source {
                     Field::Proto => req.proto.as_str().to_string(),
                     Field::Family => (if matches!(req.client.ip(), IpAddr::V4(_)) { "1" } else { "2" }).to_string(),
                     Field::Do => req.dnssec_ok().to_string(),
-                    Field::Size => req.wire.len().to_string(),
+                    Field::Size => req.size.to_string(),
                 }),
             }
         }

@@ -419,7 +419,7 @@ impl Plugin for RateLimit {
             }
             let reply = reply?;
             if let Some(ratio) = self.max_amplification {
-                let limit = (req.wire.len() as f64 * ratio) as usize;
+                let limit = (req.size as f64 * ratio) as usize;
                 // The reply as the plugins below built it: over the cap, truncated here and
                 // counted. The edge checks the final wire form against the same cap, so the OPT
                 // record it adds, or options of plugins above (nsid), cannot take it over either.

@@ -256,7 +256,7 @@ fn amplification_over_the_ratio_is_truncated() {
     let (rl, _) = limiter("ratelimit {\n    max_amplification 5\n}");
     let chain: Vec<Arc<dyn Plugin>> = vec![rl.clone(), next.clone()];
     let mut req = query("a.example.org.", Rtype::TXT);
-    req.wire = Bytes::from(vec![0u8; 40]);
+    req.size = 40;
     req.edns = Some(crate::plugin::Edns { udp_size: 4096, version: 0, dnssec_ok: false, options: vec![] });
     let ((), got) = capture_counters(|| {
         let r = serve(&chain, &mut req).expect("reply");
@@ -270,7 +270,7 @@ fn amplification_over_the_ratio_is_truncated() {
     let small = answer();
     let chain: Vec<Arc<dyn Plugin>> = vec![rl, small];
     let mut req = query("a.example.org.", Rtype::A);
-    req.wire = Bytes::from(vec![0u8; 40]);
+    req.size = 40;
     assert_eq!(serve(&chain, &mut req).expect("reply").answer.len(), 1);
 }
 

@@ -453,7 +453,7 @@ fn call(f: Func, args: &[Node], req: &Request, all: bool) -> Result<Value, Strin
         // The request does not carry the address it arrived on; the listener's port is known.
         Func::ServerIp => Str(String::new()),
         Func::ServerPort => Str(req.server.rsplit(':').next().unwrap_or("").to_string()),
-        Func::Size => Int(req.wire.len() as i64),
+        Func::Size => Int(req.size as i64),
         Func::Type => Str(req.qtype.to_string()),
         Func::Metadata => Str(req.metadata.get(&string(&args[0])?).unwrap_or("").to_string()),
         Func::Incidr => {

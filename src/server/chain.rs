@@ -176,7 +176,7 @@ pub enum Outcome {
 
 /// Parses, routes and answers one packet. The chain is polled once here, so a reply that needs
 /// no waiting is sent without spawning a task.
-pub fn handle(wire: Bytes, client: SocketAddr, proto: Proto, router: &Router) -> Outcome {
+pub fn handle(wire: &[u8], client: SocketAddr, proto: Proto, router: &Router) -> Outcome {
     let mut req = match parse_query(wire, client, proto) {
         Ok(r) => r,
         Err(Rejected::Drop) => return Outcome::Drop,
@@ -275,7 +275,7 @@ mod tests {
 
     fn answer(router: &Router, qname: &str) -> Reply {
         let client: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        match handle(wire(qname), client, Proto::Udp, router) {
+        match handle(&wire(qname), client, Proto::Udp, router) {
             Outcome::Reply(b) => Reply::from_wire(&b).expect("parses"),
             _ => panic!("expected an immediate reply"),
         }
@@ -408,7 +408,7 @@ mod tests {
         let mut r = Router::default();
         r.insert(Name::root_bytes(), chain(".", vec![Arc::new(Drops)])).expect("new");
         let client: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        assert!(matches!(handle(wire("x.example."), client, Proto::Udp, &r), Outcome::Drop));
+        assert!(matches!(handle(&wire("x.example."), client, Proto::Udp, &r), Outcome::Drop));
     }
 
     #[test]
@@ -506,7 +506,7 @@ mod tests {
     fn plugins_see_what_the_cookie_proved_and_require_stops_the_chain() {
         let client: SocketAddr = "192.0.2.9:5300".parse().expect("addr");
         let run = |router: &Router, cookie: Option<&[u8]>| -> Reply {
-            match handle(with_cookie(cookie), client, Proto::Udp, router) {
+            match handle(&with_cookie(cookie), client, Proto::Udp, router) {
                 Outcome::Reply(b) => Reply::from_wire(&b).expect("parses"),
                 _ => panic!("an immediate reply"),
             }

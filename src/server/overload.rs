@@ -16,7 +16,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use domain::base::iana::Rcode;
 
 use super::chain::Router;
@@ -54,7 +53,7 @@ fn shed_counter() -> &'static CounterVec {
 
 /// The REFUSED reply to a shed query (parsed again from its wire: this runs only when shedding),
 /// counted in [`SHED_TOTAL`].
-pub(crate) fn refuse(wire: Bytes, peer: SocketAddr, proto: Proto, router: &Router) -> Option<Vec<u8>> {
+pub(crate) fn refuse(wire: &[u8], peer: SocketAddr, proto: Proto, router: &Router) -> Option<Vec<u8>> {
     let mut req = parse_query(wire, peer, proto).ok()?;
     if let Some(chain) = router.route(&mut req) {
         shed_counter().inc(&[&chain.server, proto.as_str()]);

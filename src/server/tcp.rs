@@ -105,7 +105,7 @@ async fn connection(
             // NOTE: the router's guard is dropped before the write below awaits.
             let out = {
                 let router = router.load();
-                match handle(wire.clone(), peer, Proto::Tcp, &router) {
+                match handle(&wire, peer, Proto::Tcp, &router) {
                     Outcome::Drop => None,
                     Outcome::Reply(out) => Some(out),
                     Outcome::Pending(f) => match overload::admit(in_flight, router.options.max_in_flight) {
@@ -118,7 +118,7 @@ async fn connection(
                         }
                         None => {
                             drop(f);
-                            overload::refuse(wire, peer, Proto::Tcp, &router)
+                            overload::refuse(&wire, peer, Proto::Tcp, &router)
                         }
                     },
                 }

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 
 use super::chain::{handle, Outcome, Router};
 use super::overload;
@@ -91,16 +90,14 @@ impl Waiting {
     /// and the listener has no slot left), else `None` (dropped, or left to finish on the
     /// runtime, which sends the reply itself).
     fn answer(&self, query: &[u8], peer: SocketAddr, router: &Router) -> Option<Vec<u8>> {
-        // NOTE: copied again for the rare refusal rather than shared: a second handle on the
-        // same `Bytes` costs an allocation on every query.
-        match handle(Bytes::copy_from_slice(query), peer, Proto::Udp, router) {
+        match handle(query, peer, Proto::Udp, router) {
             Outcome::Drop => None,
             Outcome::Reply(out) => Some(out),
             Outcome::Pending(fut) => match overload::admit(&self.in_flight, router.options.max_in_flight) {
                 Some(slot) => Deferred::start(Job { fut, slot, sock: self.sock.clone(), peer }, &self.rt),
                 None => {
                     drop(fut);
-                    overload::refuse(Bytes::copy_from_slice(query), peer, Proto::Udp, router)
+                    overload::refuse(query, peer, Proto::Udp, router)
                 }
             },
         }

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use domain::base::iana::{Rcode, Rtype};
 use ferrite::message::{parse_query, Proto, Reply};
 use ferrite::testing::rr;
@@ -147,7 +146,7 @@ pub struct Misbehaving {
 pub const MOCK_ADDR: &str = "192.0.2.77";
 
 fn answer(q: &[u8], mode: Mode) -> Option<Vec<u8>> {
-    let req = parse_query(Bytes::copy_from_slice(q), "127.0.0.1:1".parse().ok()?, Proto::Udp).ok()?;
+    let req = parse_query(q, "127.0.0.1:1".parse().ok()?, Proto::Udp).ok()?;
     let mut r = Reply::for_request(&req);
     r.header.set_ra(true);
     let name = req.name_lower();
@@ -167,7 +166,7 @@ fn answer(q: &[u8], mode: Mode) -> Option<Vec<u8>> {
         }
         Mode::WrongId => wire[0] ^= 0x5a,
         Mode::WrongQuestion => {
-            let other = parse_query(Bytes::from(Q::new("evil.example.", Rtype::A).id(req.header.id()).wire()), "127.0.0.1:1".parse().ok()?, Proto::Udp).ok()?;
+            let other = parse_query(&Q::new("evil.example.", Rtype::A).id(req.header.id()).wire(), "127.0.0.1:1".parse().ok()?, Proto::Udp).ok()?;
             let mut e = Reply::for_request(&other);
             e.answer = vec![rr("evil.example. 3000 IN A 6.6.6.6")];
             wire = e.to_wire(512);
@@ -212,7 +211,7 @@ impl Misbehaving {
             while !stop.load(Ordering::SeqCst) {
                 let Ok((len, peer)) = udp.recv_from(&mut buf) else { continue };
                 let q = buf[..len].to_vec();
-                let req = parse_query(Bytes::copy_from_slice(&q), peer, Proto::Udp);
+                let req = parse_query(&q, peer, Proto::Udp);
                 if let Ok(r) = &req {
                     if r.qtype == Rtype::NS && r.qname.is_root() {
                         probes.fetch_add(1, Ordering::SeqCst);
