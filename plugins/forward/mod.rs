@@ -634,24 +634,17 @@ impl Forward {
     }
 }
 
-/// The longest query we send: header, a question with the longest name, an OPT record without
-/// options.
-const QUERY_MAX: usize = 12 + 255 + 4 + 11;
-
 /// Our query for `req`: its opcode, RD, CD and AD bits and question, with an OPT record offering
 /// 1232 bytes and the client's DO bit (RFC 6891), whether or not the client sent EDNS.
-///
-/// NOTE: built in place, in the query's future, which is allocated anyway: a Vec would be one
-/// more allocation a query.
-fn encode_query(req: &Request) -> octseq::Array<QUERY_MAX> {
-    let mut b = MessageBuilder::from_target(octseq::Array::new()).expect("an empty array takes a header");
+fn encode_query(req: &Request) -> Vec<u8> {
+    let mut b = MessageBuilder::from_target(Vec::with_capacity(64)).expect("an empty Vec takes a header");
     let h = b.header_mut();
     h.set_opcode(req.header.opcode());
     h.set_rd(req.header.rd());
     h.set_cd(req.header.cd());
     h.set_ad(req.header.ad());
     let mut q = b.question();
-    q.push((&req.qname, req.qtype, req.qclass)).expect("a question of any name fits in QUERY_MAX");
+    q.push((&req.qname, req.qtype, req.qclass)).expect("one question fits in a Vec");
     let mut a = q.additional();
     let dnssec_ok = req.dnssec_ok();
     a.opt(|o| {
@@ -659,7 +652,7 @@ fn encode_query(req: &Request) -> octseq::Array<QUERY_MAX> {
         o.set_dnssec_ok(dnssec_ok);
         Ok(())
     })
-    .expect("an OPT record without options fits after it");
+    .expect("an OPT record fits in a Vec");
     a.finish()
 }
 
