@@ -312,6 +312,20 @@ async fn forwards_and_keeps_the_clients_question() {
     assert!(r.edns.is_none(), "the upstream's OPT is not passed on");
 }
 
+#[test]
+fn the_query_for_the_longest_name_is_whole() {
+    // 255 octets on the wire: three labels of 63, one of 61, the root.
+    let longest = format!("{0}.{0}.{0}.{1}.", "a".repeat(63), "b".repeat(61));
+    let mut req = query(&longest, Rtype::TXT);
+    req.edns = Some(crate::message::Edns { udp_size: 4096, version: 0, dnssec_ok: true, options: vec![] });
+    let wire = encode_query(&req);
+    assert_eq!(wire.len(), 12 + 255 + 4 + 11, "header, the longest question, an OPT record");
+    let sent = as_request(&wire);
+    assert_eq!(sent.qname, req.qname);
+    assert_eq!(sent.qtype, Rtype::TXT);
+    assert!(sent.dnssec_ok(), "the client's DO bit is asked for");
+}
+
 #[tokio::test]
 async fn every_udp_query_has_a_fresh_port_and_a_random_id() {
     let m = mock(script(a_record)).await;
