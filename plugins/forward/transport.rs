@@ -95,8 +95,11 @@ pub fn matches(wire: &[u8], id: Option<u16>, q: &Question) -> bool {
 /// The largest UDP reply we take: what we advertise, with room for a peer that ignores it.
 const UDP_BUF: usize = 4096;
 
-/// Idle sockets kept per worker for one upstream.
-const IDLE_PER_WORKER: usize = 64;
+/// Idle sockets kept per worker for one upstream at most: as many as queries were in flight at
+/// once, so that a burst does not open (and register, and close) a socket per query.
+const IDLE_MAX: usize = 512;
+/// Idle sockets kept per worker for one upstream once a burst is over.
+const IDLE_KEPT: usize = 64;
 /// Workers told apart by the pool (more share slots).
 const POOL_SLOTS: usize = 16;
 
@@ -113,8 +116,47 @@ pub struct UdpPool {
 /// One worker's share of a pool.
 #[derive(Default)]
 struct Slot {
-    idle: Mutex<Vec<Sock>>,
+    idle: Arc<Mutex<Idle<Sock>>>,
     anchor: Arc<Anchor>,
+}
+
+/// A worker's idle sockets for one upstream. The list grows to the most queries in flight at
+/// once (up to `IDLE_MAX`), and each tick of the anchor closes what a whole tick did not need,
+/// down to `IDLE_KEPT`.
+struct Idle<S> {
+    socks: Vec<S>,
+    /// The fewest sockets idle since the last tick: that many were not used in the meantime.
+    low: usize,
+}
+
+impl<S> Default for Idle<S> {
+    fn default() -> Self {
+        Idle { socks: Vec::new(), low: 0 }
+    }
+}
+
+impl<S> Idle<S> {
+    fn take(&mut self) -> Option<S> {
+        let s = self.socks.pop();
+        self.low = self.low.min(self.socks.len());
+        s
+    }
+
+    /// Keeps `s`, if there is room.
+    fn give(&mut self, s: S) {
+        if self.socks.len() < IDLE_MAX {
+            self.socks.push(s);
+        }
+    }
+
+    /// The sockets that sat unused through a whole tick, beyond `IDLE_KEPT`, the longest idle
+    /// first: for the caller to close once the lock is released.
+    fn trim(&mut self) -> Vec<S> {
+        let surplus = self.low.saturating_sub(IDLE_KEPT);
+        let gone = self.socks.drain(..surplus).collect();
+        self.low = self.socks.len();
+        gone
+    }
 }
 
 impl Default for UdpPool {
@@ -136,6 +178,7 @@ const ANCHOR_QUIET_TICKS: u32 = 20;
 /// second on loopback, a third of all forwarded queries did that. With a timer due within
 /// `ANCHOR_TICK`, setting a later one wakes nobody. The anchor runs only while queries come and
 /// stops by itself after `ANCHOR_QUIET_TICKS` ticks without any, so an idle server stays idle.
+/// Each tick also closes the idle sockets the last tick did not need (`Idle::trim`).
 #[derive(Default)]
 struct Anchor {
     running: AtomicBool,
@@ -144,7 +187,7 @@ struct Anchor {
 }
 
 impl Anchor {
-    fn touch(self: &Arc<Self>) {
+    fn touch(self: &Arc<Self>, idle: &Arc<Mutex<Idle<Sock>>>) {
         self.queries.fetch_add(1, Ordering::Relaxed);
         if self.running.load(Ordering::Relaxed) || self.running.swap(true, Ordering::AcqRel) {
             return;
@@ -153,11 +196,13 @@ impl Anchor {
             self.running.store(false, Ordering::Release);
             return;
         };
-        let me = self.clone();
+        let (me, idle) = (self.clone(), idle.clone());
         rt.spawn(async move {
             let (mut seen, mut quiet) = (me.queries.load(Ordering::Relaxed), 0);
             while quiet < ANCHOR_QUIET_TICKS {
                 tokio::time::sleep(ANCHOR_TICK).await;
+                let unused = idle.lock().unwrap_or_else(|e| e.into_inner()).trim();
+                drop(unused);
                 let now = me.queries.load(Ordering::Relaxed);
                 quiet = if now == seen { quiet + 1 } else { 0 };
                 seen = now;
@@ -187,7 +232,7 @@ impl UdpPool {
     /// instead of by the kernel, and ICMP errors still end the try at once (IP_RECVERR; other
     /// systems report them to connected sockets only, and there a refused try times out).
     fn take(slot: &Slot, addr: SocketAddr) -> io::Result<Sock> {
-        let kept = slot.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let kept = slot.idle.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(sock) = kept {
             disconnect(sock.get_ref())?;
             // What the last query left ready (its reply, read) is not news for this one; a
@@ -216,10 +261,7 @@ impl UdpPool {
             // Elsewhere a disconnected socket may keep its port: a new socket for every query.
             return;
         }
-        let mut idle = slot.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < IDLE_PER_WORKER {
-            idle.push(sock);
-        }
+        slot.idle.lock().unwrap_or_else(|e| e.into_inner()).give(sock);
     }
 
     /// One UDP query from a fresh random port. A datagram that does not come from `addr` or is
@@ -227,7 +269,7 @@ impl UdpPool {
     /// try's time is up.
     pub async fn exchange(&self, addr: SocketAddr, query: &[u8], q: &Question<'_>, limit: TryLimit) -> Result<Bytes, ExchangeError> {
         let slot = self.slot();
-        slot.anchor.touch();
+        slot.anchor.touch(&slot.idle);
         let sock = Self::take(slot, addr)?;
         sock.get_ref().send_to(query, &addr.into())?;
         let id = u16::from_be_bytes([query[0], query[1]]);
@@ -511,4 +553,46 @@ where
     }
     alive.store(false, Ordering::Release);
     let _ = wr.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Idle, IDLE_KEPT, IDLE_MAX};
+
+    #[test]
+    fn idle_sockets_grow_with_a_burst_and_shrink_after_it() {
+        let mut idle = Idle::default();
+        // A burst: 300 queries in flight at once, each on a new socket, then all given back.
+        for s in 0..300 {
+            idle.give(s);
+        }
+        assert_eq!(idle.socks.len(), 300);
+        // The tick in which they came back trims nothing: none was idle all through it...
+        idle.low = 0;
+        assert!(idle.trim().is_empty());
+        // ...and while the next burst uses them all, neither.
+        let taken: Vec<i32> = (0..300).filter_map(|_| idle.take()).collect();
+        taken.into_iter().for_each(|s| idle.give(s));
+        assert!(idle.trim().is_empty(), "every socket was needed in this tick");
+        // A quiet tick (one query at a time) closes the surplus, the longest idle first.
+        let s = idle.take().expect("one");
+        idle.give(s);
+        let gone = idle.trim();
+        assert_eq!(gone.len(), 299 - IDLE_KEPT);
+        assert_eq!(idle.socks.len(), IDLE_KEPT + 1);
+        assert!(!idle.socks.contains(&gone[0]), "closed sockets are gone from the list");
+        // Quiet from now on: down to IDLE_KEPT, and no further.
+        assert_eq!(idle.trim().len(), 1);
+        assert!(idle.trim().is_empty());
+        assert_eq!(idle.socks.len(), IDLE_KEPT);
+    }
+
+    #[test]
+    fn idle_sockets_are_kept_up_to_the_most() {
+        let mut idle = Idle::default();
+        for s in 0..IDLE_MAX + 10 {
+            idle.give(s);
+        }
+        assert_eq!(idle.socks.len(), IDLE_MAX);
+    }
 }
