@@ -27,7 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SOCKS 64
+#define SOCKS 512
 #define QMAX 512
 
 struct slot {
