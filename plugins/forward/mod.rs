@@ -518,8 +518,8 @@ impl Forward {
         let q = transport::Question { qname: &req.qname, qtype: req.qtype, qclass: req.qclass };
         let list = self.order();
         let n = self.upstreams.len();
-        // NOTE: the deadline is set at the first try, from the clock read there.
-        let mut deadline = None;
+        // NOTE: set at the first try, from the clock read there.
+        let mut query_deadline = None;
         // Stream when asked to, or when the client came over TCP (unless prefer_udp), as CoreDNS.
         let mut use_tcp = self.force_tcp || (req.proto == ClientProto::Tcp && !self.prefer_udp);
         let mut fails = 0;
@@ -530,7 +530,7 @@ impl Forward {
         // Each upstream gets two tries at most, so a query never spins on refused connections.
         loop {
             let now = Instant::now();
-            let deadline = *deadline.get_or_insert(now + QUERY_DEADLINE);
+            let deadline = *query_deadline.get_or_insert(now + QUERY_DEADLINE);
             if now >= deadline || tries > 2 * n {
                 break;
             }
