@@ -778,7 +778,8 @@ pub fn parse_query(wire: &[u8], client: SocketAddr, proto: Proto) -> Result<Requ
     let (qtype, qclass) = (question.qtype(), question.qclass());
     let req = Request {
         header,
-        // NOTE: moved out, not cloned: a clone of a name just built would cost an allocation.
+        // NOTE: moved out, not cloned: the first clone of a name just built allocates (its buffer
+        // becomes a shared one), so it is left to a plugin that needs a second handle.
         qname: question.into_qname(),
         qtype,
         qclass,
